@@ -1,0 +1,93 @@
+"""Photo decoding shared by the front end (validation) and the workers (inference).
+
+One set of rules in one place: which formats are accepted, how large a photo
+may be, and how every pixel layout becomes 8-bit RGB in the photo's displayed
+orientation. The layout rules follow ``cv2.imread(IMREAD_COLOR)``, which the
+SCHP reference extractor uses: EXIF orientation applied, alpha dropped (not
+composited), 16-bit scaled down by 256, grayscale and palette expanded.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+#: Formats accepted for ``user_image`` (Pillow format names).
+ACCEPTED_FORMATS = ("JPEG", "PNG")
+
+#: Smallest accepted side, in pixels; smaller images cannot hold a person.
+MIN_SIDE = 16
+
+# Size is checked against the caller's limit before decoding, so Pillow's own
+# global bomb guard (which raises mid-decode) is not needed.
+Image.MAX_IMAGE_PIXELS = None
+
+
+class PhotoError(ValueError):
+    """The upload is not a photo this service accepts.
+
+    ``status`` is the HTTP status the front end answers with: 415 for a format
+    that is not accepted, 413 for too many pixels, 422 for a broken file.
+    """
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def probe(data: bytes, max_pixels: int) -> tuple[str, int, int]:
+    """Read only the header: ``(format, width, height)``, or raise PhotoError."""
+    if not data:
+        raise PhotoError("user_image is empty", 422)
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            fmt, (width, height) = img.format, img.size
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+        raise PhotoError("user_image is not an image (accepted formats: JPEG, PNG)", 415) from None
+    if fmt not in ACCEPTED_FORMATS:
+        raise PhotoError(f"user_image format {fmt} is not accepted (accepted formats: JPEG, PNG)", 415)
+    if width * height > max_pixels:
+        raise PhotoError(f"user_image is {width}x{height} pixels, more than the limit of "
+                         f"{max_pixels} pixels", 413)
+    if min(width, height) < MIN_SIDE:
+        raise PhotoError(f"user_image is {width}x{height} pixels; each side must be at least "
+                         f"{MIN_SIDE}", 422)
+    return fmt, width, height
+
+
+def decode_rgb(data: bytes, max_pixels: int) -> np.ndarray:
+    """Decode a whole photo to an ``H x W x 3`` uint8 RGB array, upright.
+
+    Raises :class:`PhotoError` for anything not accepted, including truncated
+    files (Pillow would otherwise fill the missing rows with grey).
+    """
+    probe(data, max_pixels)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as img:
+                img.load()
+                img = ImageOps.exif_transpose(img)
+                return _to_rgb(img)
+    except PhotoError:
+        raise
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombWarning) as exc:
+        raise PhotoError(f"user_image could not be decoded ({exc})", 422) from None
+
+
+def _to_rgb(img: Image.Image) -> np.ndarray:
+    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+        arr = np.asarray(img).astype(np.uint32)
+        # 16-bit samples are scaled to 8 bits like OpenCV does (value >> 8).
+        gray = (arr >> 8).clip(0, 255).astype(np.uint8)
+        return np.repeat(gray[:, :, None], 3, axis=2)
+    if img.mode == "RGBA" or img.mode == "LA" or img.mode == "PA":
+        img = img.convert("RGBA").convert("RGB")  # alpha dropped, colours kept
+    elif img.mode == "P":
+        img = img.convert("RGBA").convert("RGB")
+    elif img.mode != "RGB":
+        img = img.convert("RGB")  # L, 1, CMYK, YCbCr, F
+    return np.ascontiguousarray(np.asarray(img, dtype=np.uint8))

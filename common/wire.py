@@ -1,0 +1,138 @@
+"""The wire format between the processes: versioned msgpack maps over ZeroMQ.
+
+Topology (the broker binds every socket; everyone else connects)::
+
+    front end  DEALER --> ROUTER  broker.frontend_endpoint   request / reply
+    workers    DEALER --> ROUTER  broker.worker_bind         load-balancing + heartbeats
+    uploader   DEALER --> ROUTER  broker.uploader_endpoint   hand-off + job states
+
+Every message is ONE ZeroMQ frame holding a msgpack map with at least
+``"v"`` (:data:`VERSION`) and ``"type"``. ROUTER sockets see the peer's routing
+id as an extra first frame; it never appears inside the map.
+
+Message types, by direction
+---------------------------
+front end -> broker (each carries ``"req"``, echoed in the reply):
+    ``submit``   {job: Job}                  -> ``submitted`` {outcome, state, queue_size, queue_max}
+                 outcome: "accepted" | "duplicate" | "queue_full" | "error" (+ "error": text)
+    ``job``      {job_id}                    -> ``job`` {record: JobRecord | None}
+    ``stats``    {}                          -> ``stats`` {stats: Stats}
+
+worker -> broker:
+    ``ready``     {worker: WorkerInfo}        idle, wants one job
+    ``heartbeat`` {worker: WorkerInfo}        alive (also while busy)
+    ``result``    {job_id, attempt, masks: {name: png bytes}, engine, timings}
+    ``failed``    {job_id, attempt, reason, detail, retryable}
+    ``disconnect`` {}                         leaving; a running job (if any) goes back
+broker -> worker:
+    ``job``       {job: Job, image: bytes | None, deadline_s}
+                  ``image`` is inline only for workers whose info says inline_images
+    ``heartbeat`` {}
+
+uploader -> broker:
+    ``ready``     {counters}                  connected / reconnected
+    ``heartbeat`` {counters}                  counters: delivered, retried, dead_lettered
+    ``ack``       {job_id}                    job durably spooled; broker forgets the hand-off
+    ``state``     {job_id, state, reason, detail}   "uploading" | "done" | "failed"
+broker -> uploader:
+    ``deliver``   {job: Job, masks: {name: absolute path}}
+    ``heartbeat`` {}
+
+A Job (the unit that is queued, journalled and dispatched)::
+
+    {"job_id", "user_id", "provider", "image_path", "submitted_at", "attempt"}
+
+``image_path`` is an absolute path under TEMP_FOLDER written by the front end.
+Mask names are :data:`MASK_NAMES` (``seg_map`` only when enabled).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgpack
+
+#: Schema version carried by every message; a peer refuses other versions.
+VERSION = 1
+
+#: Job states as reported by GET /jobs/{job_id}.
+STATES = ("queued", "processing", "uploading", "done", "failed")
+
+#: Mask file stems, as uploaded (``<name>.png``).
+UPPER, LOWER, SEG_MAP = "upper_body_mask", "lower_body_mask", "seg_map"
+MASK_NAMES = (UPPER, LOWER, SEG_MAP)
+
+#: Keys every Job map must have.
+JOB_FIELDS = ("job_id", "user_id", "provider", "image_path", "submitted_at", "attempt")
+
+#: Fields each message type must carry (besides "v" and "type").
+REQUIRED: dict[str, tuple[str, ...]] = {
+    "submit": ("req", "job"),
+    "submitted": ("req", "outcome"),
+    "job": (),  # request {req, job_id}, reply {req, record}, or dispatch {job, image, deadline_s}
+    "stats": ("req",),
+    "ready": (),
+    "heartbeat": (),
+    "result": ("job_id", "attempt", "masks"),
+    "failed": ("job_id", "attempt", "reason"),
+    "disconnect": (),
+    "ack": ("job_id",),
+    "state": ("job_id", "state"),
+    "deliver": ("job", "masks"),
+}
+
+
+class WireError(ValueError):
+    """A frame that is not a valid message of this schema version."""
+
+
+def encode(msg_type: str, **fields: Any) -> bytes:
+    """One frame: ``{"v": VERSION, "type": msg_type, **fields}`` as msgpack."""
+    if msg_type not in REQUIRED:
+        raise WireError(f"unknown message type {msg_type!r}")
+    return msgpack.packb({"v": VERSION, "type": msg_type, **fields}, use_bin_type=True)
+
+
+def decode(frame: bytes) -> dict[str, Any]:
+    """Parse and check one frame; raises :class:`WireError` on anything malformed."""
+    try:
+        msg = msgpack.unpackb(frame, raw=False, strict_map_key=True)
+    except Exception as exc:  # msgpack raises several unrelated types
+        raise WireError(f"not msgpack: {exc}") from None
+    if not isinstance(msg, dict):
+        raise WireError("message is not a map")
+    if msg.get("v") != VERSION:
+        raise WireError(f"unsupported schema version {msg.get('v')!r} (this peer speaks {VERSION})")
+    msg_type = msg.get("type")
+    if msg_type not in REQUIRED:
+        raise WireError(f"unknown message type {msg_type!r}")
+    missing = [f for f in REQUIRED[msg_type] if f not in msg]
+    if missing:
+        raise WireError(f"{msg_type} message lacks {', '.join(missing)}")
+    if "job" in msg and isinstance(msg["job"], dict):
+        check_job(msg["job"])
+    return msg
+
+
+def check_job(job: dict[str, Any]) -> dict[str, Any]:
+    """Raise :class:`WireError` unless ``job`` has every Job field."""
+    missing = [f for f in JOB_FIELDS if f not in job]
+    if missing:
+        raise WireError(f"job lacks {', '.join(missing)}")
+    return job
+
+
+def make_job(job_id: str, user_id: str, provider: str, image_path: str,
+             submitted_at: float, attempt: int = 0) -> dict[str, Any]:
+    """A Job map (see the module docstring)."""
+    return {"job_id": job_id, "user_id": user_id, "provider": provider,
+            "image_path": image_path, "submitted_at": submitted_at, "attempt": attempt}
+
+
+def pack(obj: Any) -> bytes:
+    """msgpack for non-message records (the broker journal, the uploader spool)."""
+    return msgpack.packb(obj, use_bin_type=True)
+
+
+def unpack(data: bytes) -> Any:
+    return msgpack.unpackb(data, raw=False)

@@ -1,0 +1,1 @@
+"""Segmentation workers: the engines (SCHP, pose) and the worker process around them."""

@@ -1,0 +1,88 @@
+"""Starting and stopping the service's real processes in tests.
+
+Every process is started in its own session (process group) and stopped with
+:func:`stop`, always from a ``finally`` or fixture teardown. Nothing is ever
+killed by name.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Mapping
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start(module: str, env: Mapping[str, str], *args: str, log_path: Path | None = None,
+          ) -> subprocess.Popen:
+    """``python -m module args`` from the project root, in a new process group.
+
+    ``env`` is added to a copy of the current environment. Output goes to
+    ``log_path`` (or is discarded) so a chatty process never blocks on a pipe.
+    """
+    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **env}
+    out = open(log_path, "ab") if log_path else subprocess.DEVNULL
+    try:
+        return subprocess.Popen([sys.executable, "-m", module, *args], cwd=ROOT, env=full_env,
+                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    finally:
+        if log_path:
+            out.close()
+
+
+def stop(proc: subprocess.Popen | None, sig: int = signal.SIGTERM, timeout: float = 15.0) -> None:
+    """Signal ``proc``'s whole process group, then SIGKILL it if it lingers."""
+    if proc is None or proc.poll() is not None:
+        _reap_group(proc)
+        return
+    try:
+        os.killpg(proc.pid, sig)
+    except ProcessLookupError:
+        return
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        pass
+    _reap_group(proc)
+
+
+def kill(proc: subprocess.Popen) -> None:
+    """SIGKILL ``proc``'s process group at once (a crash, as tests simulate it)."""
+    stop(proc, signal.SIGKILL, timeout=10.0)
+
+
+def _reap_group(proc: subprocess.Popen | None) -> None:
+    if proc is None:
+        return
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    try:
+        proc.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        pass
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float, interval: float = 0.05,
+             what: str = "condition") -> None:
+    """Poll ``predicate`` until it is true; fail the test after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
