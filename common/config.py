@@ -221,6 +221,10 @@ def load_settings(path: str | os.PathLike | None = None,
     environ = os.environ if environ is None else environ
     path = Path(path or environ.get(CONFIG_PATH_ENV) or DEFAULT_CONFIG_PATH)
     raw = _read_yaml(path)
+    if path.resolve() != DEFAULT_CONFIG_PATH:
+        # A deployment's own file only needs what it changes: the project's
+        # config.yaml supplies the rest (label sets included).
+        raw = _merged(_read_yaml(DEFAULT_CONFIG_PATH), raw)
     for var, dotted in ENV_OVERRIDES.items():
         value = environ.get(var)
         if value is not None and value != "":
@@ -243,6 +247,16 @@ def _read_yaml(path: Path) -> dict:
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path}: the top level must be a mapping")
     return data
+
+
+def _merged(base: dict, override: dict) -> dict:
+    out = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merged(out[key], value)
+        else:
+            out[key] = value
+    return out
 
 
 def _parse_env_value(value: str) -> Any:
@@ -283,6 +297,12 @@ def _build(cls: type, raw: Any, prefix: str) -> Any:
     return cls(**values)
 
 
+def _named(name: str) -> str:
+    """``name`` plus the environment variable that sets it, if any."""
+    var = next((v for v, dotted in ENV_OVERRIDES.items() if dotted == name), None)
+    return f"{name} ({var})" if var else name
+
+
 def _coerce(type_name: Any, value: Any, name: str) -> Any:
     t = type_name if isinstance(type_name, str) else getattr(type_name, "__name__", str(type_name))
     nested = {c.__name__: c for c in (ServerSettings, QueueSettings, CurveSettings, BrokerSettings,
@@ -297,24 +317,24 @@ def _coerce(type_name: Any, value: Any, name: str) -> Any:
     if value is None:
         if optional:
             return None
-        raise ConfigError(f"{name}: must be set")
+        raise ConfigError(f"{_named(name)}: must be set")
     if base == "bool":
         if isinstance(value, bool):
             return value
-        raise ConfigError(f"{name}: must be true or false, got {value!r}")
+        raise ConfigError(f"{_named(name)}: must be true or false, got {value!r}")
     if base == "int":
         if isinstance(value, int) and not isinstance(value, bool):
             return value
-        raise ConfigError(f"{name}: must be a whole number, got {value!r}")
+        raise ConfigError(f"{_named(name)}: must be a whole number, got {value!r}")
     if base == "float":
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
-        raise ConfigError(f"{name}: must be a number, got {value!r}")
+        raise ConfigError(f"{_named(name)}: must be a number, got {value!r}")
     if base == "str":
         if isinstance(value, (str, int, float)) and not isinstance(value, bool):
             return str(value)
-        raise ConfigError(f"{name}: must be a string, got {value!r}")
-    raise ConfigError(f"{name}: unsupported setting type {t}")
+        raise ConfigError(f"{_named(name)}: must be a string, got {value!r}")
+    raise ConfigError(f"{_named(name)}: unsupported setting type {t}")
 
 
 def _label_sets(value: Any, name: str) -> dict[str, LabelSet]:

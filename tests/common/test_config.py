@@ -1,0 +1,98 @@
+"""Settings: one frozen object from config.yaml + environment, bad values named."""
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from common.config import ConfigError, Settings, load_settings
+
+
+def test_defaults_from_project_config_yaml():
+    s = load_settings(environ={})
+    assert s.server.port == 8000
+    assert s.queue.max_size == 100
+    assert s.workers.count == 2
+    assert s.segmentation.engine == "auto"
+    assert s.segmentation.schp.labels["atr"].upper == (4, 7)
+    assert s.segmentation.schp.labels["atr"].lower == (5, 6, 7)
+    assert s.upload.secret is None and s.upload.url is None  # no secret baked into a default
+
+
+def test_environment_overrides_and_types():
+    s = load_settings(environ={"PORT": "9001", "QUEUE_MAX_SIZE": "7", "WORKER_COUNT": "3",
+                               "SCHP_DEVICE": "cpu", "SEGMENTATION_ENGINE": "pose",
+                               "MASK_ASSET_URL": "https://assets.example/masks",
+                               "MASK_COMPONENT_SECRET": "s3cret-value", "LOG_LEVEL": "debug",
+                               "WORKER_INLINE_IMAGES": "true"})
+    assert (s.server.port, s.queue.max_size, s.workers.count) == (9001, 7, 3)
+    assert s.workers.device == "cpu" and s.segmentation.engine == "pose"
+    assert s.workers.inline_images is True
+    assert s.upload.secret == "s3cret-value"
+    assert "s3cret-value" not in repr(s)
+
+
+def test_settings_are_frozen():
+    s = load_settings(environ={})
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        s.server.port = 1  # type: ignore[misc]
+
+
+def test_relative_paths_resolve_against_config_dir(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("paths:\n  temp_folder: t\n")
+    s = load_settings(cfg, environ={"STATE_DIR": "/abs/state"})
+    assert s.temp_folder == tmp_path / "t"
+    assert s.state_dir == Path("/abs/state")
+
+
+def test_config_path_from_environment(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("server:\n  port: 1234\n")
+    assert load_settings(environ={"SCHP_CONFIG_PATH": str(cfg)}).server.port == 1234
+
+
+@pytest.mark.parametrize("env, named", [
+    ({"PORT": "eighty"}, "server.port"),
+    ({"PORT": "70000"}, "server.port"),
+    ({"QUEUE_MAX_SIZE": "0"}, "queue.max_size"),
+    ({"WORKER_COUNT": "-1"}, "workers.count"),
+    ({"SCHP_DEVICE": "tpu"}, "workers.device"),
+    ({"SEGMENTATION_ENGINE": "magic"}, "segmentation.engine"),
+    ({"MASK_ASSET_URL": "ftp://x"}, "upload.url"),
+    ({"LOG_LEVEL": "LOUD"}, "logging.level"),
+    ({"WORKER_INLINE_IMAGES": "maybe"}, "workers.inline_images"),
+    ({"BROKER_FRONTEND_ENDPOINT": "localhost:5555"}, "broker.frontend_endpoint"),
+])
+def test_bad_values_stop_startup_naming_the_setting(env, named):
+    with pytest.raises(ConfigError) as err:
+        load_settings(environ=env)
+    assert named in str(err.value)
+
+
+def test_unknown_key_and_bad_labels_are_named(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("server:\n  prot: 1\n")
+    with pytest.raises(ConfigError, match="server.prot: unknown setting"):
+        load_settings(cfg, environ={})
+    cfg.write_text("segmentation:\n  schp:\n    labels:\n      atr: {upper: [4, x], lower: []}\n")
+    with pytest.raises(ConfigError, match="segmentation.schp.labels.atr.upper"):
+        load_settings(cfg, environ={})
+
+
+def test_missing_or_broken_file_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_settings(tmp_path / "nope.yaml", environ={})
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("server: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_settings(bad, environ={})
+
+
+def test_curve_needs_its_key_files():
+    with pytest.raises(ConfigError, match="server_secret_key_file"):
+        load_settings(environ={"BROKER_CURVE": "true"})
+
+
+def test_settings_type_is_the_one_object():
+    assert isinstance(load_settings(environ={}), Settings)
