@@ -14,7 +14,7 @@ FROM ${BASE_IMAGE}
 ARG TORCH_INDEX_URL=""
 ENV PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
-    QMC_HOME=/app
+    PATH=/app/venv/bin:$PATH
 
 # libgl1/libglib2.0-0: opencv-contrib-python (pulled by mediapipe) links them.
 RUN apt-get update \

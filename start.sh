@@ -5,7 +5,6 @@
 # Settings: config.yaml plus the environment variables listed in the README.
 set -euo pipefail
 cd "$(dirname "$0")"
-export QMC_HOME="$PWD"
 if [ ! -x venv/bin/python ]; then
     echo "start.sh: no venv/ here; run ./setup.sh first" >&2
     exit 1
