@@ -1,0 +1,40 @@
+"""``python -m frontend``: the HTTP API process.
+
+Reads ``config.yaml`` and the environment (see common/config.py), logs JSON
+lines to stderr, serves until SIGTERM. Exit status: 0 after a clean stop,
+2 for a configuration error, 1 if the server cannot start (port in use, ...).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+
+from common.config import ConfigError, load_settings
+from common.logs import event, register_secret, setup_logging
+from frontend.lifecycle import serve
+
+log = logging.getLogger("frontend")
+
+
+def main() -> int:
+    """Load settings, set up logging, serve until stopped; returns the exit status."""
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        print(f"frontend: configuration error: {exc}", file=sys.stderr)
+        return 2
+    setup_logging("frontend", settings.logging.level)
+    logging.captureWarnings(True)  # decoder warnings become JSON log lines, not raw stderr
+    register_secret(settings.server.api_key)
+    try:
+        asyncio.run(serve(settings))
+    except OSError as exc:
+        event(log, "frontend_start_failed", logging.ERROR, detail=str(exc))
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,180 @@
+"""POST /process: take a photo, store it, and queue its job with the broker.
+
+The body is streamed (``@stream_request_body``) so the size limit is enforced
+*before* it is read: a Content-Length over ``max_upload_bytes`` is answered 413
+from :meth:`ProcessHandler.prepare`, and a chunked body is cut off with 413 as
+soon as it passes the limit. Either way the connection is closed after the
+response, since the rest of the body is not read.
+
+A job is acknowledged (202) only after the broker replied ``accepted``, which
+means it is journalled. Every other outcome deletes the stored photo, except a
+broker timeout: the broker may still accept that job, so the photo stays until
+the late reply (or its absence, after the grace period) settles it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import time
+from concurrent.futures import Executor
+from typing import Any
+
+from tornado.web import stream_request_body
+
+from common import wire
+from common.config import ServerSettings
+from common.logs import event
+from common.photo import PhotoError
+from frontend import errors
+from frontend.base import JsonHandler
+from frontend.broker_client import BrokerClient, BrokerUnavailable
+from frontend.errors import ApiError
+from frontend.inflight import InFlight
+from frontend.photo_store import PhotoStore, StorageError
+from frontend.uploads import ProcessForm, check_photo, form_boundary, photo_error, read_process_form
+
+log = logging.getLogger(__name__)
+
+#: Ceiling on the connection's body size, in bytes; this handler enforces the real limit
+#: itself so that an oversized upload gets a JSON 413 rather than a dropped connection.
+CONNECTION_BODY_CEILING = 1 << 40
+
+
+@stream_request_body
+class ProcessHandler(JsonHandler):
+    """POST /process (see docs/api.md for the contract)."""
+
+    SUPPORTED_METHODS = ("POST",)
+
+    def initialize(self, inflight: InFlight, broker: BrokerClient, store: PhotoStore,
+                   executor: Executor, server: ServerSettings) -> None:
+        super().initialize(inflight)
+        self.broker, self.store, self.executor, self.server = broker, store, executor, server
+        self.body = bytearray()
+        self.boundary = b""
+
+    def prepare(self) -> None:
+        super().prepare()
+        # Raised first, so that even a refused request's body is discarded quietly
+        # (until the connection closes after the response) instead of tripping
+        # Tornado's own limit, which would answer a bare 400 after ours.
+        self.request.connection.set_max_body_size(CONNECTION_BODY_CEILING)
+        try:
+            self.check_api_key(self.server.api_key)
+            self.boundary = form_boundary(self.request.headers.get("Content-Type"))
+            self._check_declared_length()
+        except ApiError as exc:
+            _log_rejected(exc, None)
+            raise
+
+    def data_received(self, chunk: bytes) -> None:
+        if self._finished:
+            return
+        self.body += chunk
+        if len(self.body) > self.server.max_upload_bytes:
+            self.body = bytearray()
+            exc = _too_large(self.server.max_upload_bytes)
+            _log_rejected(exc, None)
+            self.send_error(exc.status, exc_info=(type(exc), exc, None))
+
+    async def post(self) -> None:
+        if self._finished:  # already answered 413 from data_received
+            return
+        try:
+            form = read_process_form(self.boundary, bytes(self.body))
+        except ApiError as exc:
+            _log_rejected(exc, None)
+            raise
+        self.body = bytearray()
+        self.job_id = form.job_id
+        try:
+            status, reply = await self._accept(form)
+        except ApiError as exc:
+            _log_rejected(exc, form.job_id)
+            raise
+        self.write_json(reply, status)
+
+    async def _accept(self, form: ProcessForm) -> tuple[int, dict[str, Any]]:
+        """Validate the photo, store it, submit the job: ``(status, body)`` or ApiError."""
+        loop = asyncio.get_running_loop()
+        try:
+            fmt = await loop.run_in_executor(self.executor, check_photo, form.image,
+                                             self.server.max_image_pixels)
+        except PhotoError as exc:
+            raise photo_error(exc) from None
+        try:
+            path = await loop.run_in_executor(self.executor, self.store.write,
+                                              form.job_id, fmt, form.image)
+        except StorageError as exc:
+            event(log, "photo_store_failed", logging.ERROR, job_id=form.job_id, detail=str(exc))
+            status = 507 if exc.no_space else 503
+            raise ApiError(status, f"{exc}; retry later", kind="storage_unavailable",
+                           retry_after=errors.STORAGE_RETRY_AFTER_S) from None
+        job = wire.make_job(form.job_id, form.user_id, form.provider, str(path), time.time())
+        return await self._submit(job, path)
+
+    async def _submit(self, job: dict[str, Any], path: Any) -> tuple[int, dict[str, Any]]:
+        job_id = job["job_id"]
+        try:
+            reply = await self.broker.submit(
+                job, on_late=functools.partial(_settle_late, self.store, job_id, path))
+        except BrokerUnavailable as exc:
+            if not exc.timed_out:
+                self.store.discard(path)
+            raise ApiError(503, f"the job queue is unavailable: {exc}; retry later",
+                           kind="broker_timeout" if exc.timed_out else "broker_unreachable",
+                           retry_after=errors.BROKER_RETRY_AFTER_S) from None
+        outcome = reply.get("outcome")
+        if outcome == "accepted":
+            event(log, "job_submitted", job_id=job_id, user_id=job["user_id"],
+                  queue_size=reply.get("queue_size"))
+            return 202, {"status": "accepted", "queued": True, "job_id": job_id,
+                         "message": "Job added to Qwen mask queue"}
+        self.store.discard(path)
+        if outcome == "duplicate":
+            state = reply.get("state")
+            event(log, "job_duplicate", job_id=job_id, state=state)
+            return 200, {"status": "accepted", "queued": False, "job_id": job_id,
+                         "message": f"Job already known (state: {state}); not queued again",
+                         "state": state}
+        raise _refusal(reply)
+
+    def _check_declared_length(self) -> None:
+        declared = self.request.headers.get("Content-Length")
+        if declared is not None and declared.strip().isdigit():
+            if int(declared) > self.server.max_upload_bytes:
+                raise _too_large(self.server.max_upload_bytes)
+
+
+def _too_large(limit: int) -> ApiError:
+    return ApiError(413, f"the upload is larger than the limit of {limit} bytes "
+                         f"({limit / 1048576:g} MiB)", kind="body_too_large")
+
+
+def _refusal(reply: dict[str, Any]) -> ApiError:
+    """The API error for a ``submitted`` reply that is neither accepted nor duplicate."""
+    outcome = reply.get("outcome")
+    if outcome == "queue_full":
+        return ApiError(503, f"the queue is full ({reply.get('queue_size')} of "
+                             f"{reply.get('queue_max')} jobs); retry later", kind="queue_full",
+                        retry_after=errors.QUEUE_FULL_RETRY_AFTER_S)
+    detail = reply.get("error") if outcome == "error" else f"unexpected outcome {outcome!r}"
+    return ApiError(503, f"the job queue could not take the job ({detail}); retry later",
+                    kind="broker_error", retry_after=errors.BROKER_RETRY_AFTER_S)
+
+
+def _settle_late(store: PhotoStore, job_id: str, path: Any,
+                 reply: dict[str, Any] | None) -> None:
+    """A timed-out submit got its answer (or none): keep the photo only if accepted."""
+    outcome = reply.get("outcome") if reply else None
+    if outcome != "accepted":
+        store.discard(path)
+    event(log, "job_late_reply", logging.WARNING, job_id=job_id,
+          outcome=outcome or "no_reply", photo_kept=outcome == "accepted")
+
+
+def _log_rejected(exc: ApiError, job_id: str | None) -> None:
+    fields = {"job_id": job_id} if job_id else {}
+    event(log, "job_rejected", status=exc.status, reason=exc.kind, detail=exc.message, **fields)

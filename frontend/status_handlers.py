@@ -1,0 +1,111 @@
+"""The read-only endpoints: GET /health, /stats, /jobs/{job_id} and /openapi.json.
+
+Each asks the broker (one request, bounded by ``broker_timeout_s``) and shapes
+its reply; none of them changes anything. /health answers even when the broker
+does not (503, ``status: degraded``, with a ``detail``).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from common.ids import is_valid_id
+from common.logs import event
+from frontend import errors
+from frontend.base import JsonHandler
+from frontend.broker_client import BrokerClient, BrokerUnavailable
+from frontend.errors import ApiError
+from frontend.inflight import InFlight
+from frontend.uploads import ID_RULE
+from frontend.stats_view import health_body, stats_body, unreachable_health
+
+log = logging.getLogger(__name__)
+
+#: Job record fields kept from clients: server paths are internal.
+HIDDEN_JOB_FIELDS = ("image_path",)
+
+
+def _broker_down(exc: BrokerUnavailable) -> ApiError:
+    return ApiError(503, f"the job queue is unavailable: {exc}; retry later",
+                    kind="broker_unreachable", retry_after=errors.BROKER_RETRY_AFTER_S)
+
+
+class HealthHandler(JsonHandler):
+    """GET /health: ``ok`` (200) while a worker is alive, else ``degraded`` (503)."""
+
+    SUPPORTED_METHODS = ("GET",)
+
+    def initialize(self, inflight: InFlight, broker: BrokerClient) -> None:
+        super().initialize(inflight)
+        self.broker = broker
+
+    async def get(self) -> None:
+        try:
+            stats = await self.broker.stats()
+        except BrokerUnavailable as exc:
+            event(log, "health_degraded", logging.WARNING, detail=str(exc))
+            self.set_header("Retry-After", str(errors.BROKER_RETRY_AFTER_S))
+            self.write_json(unreachable_health(str(exc)), 503)
+            return
+        status, body = health_body(stats)
+        self.write_json(body, status)
+
+
+class StatsHandler(JsonHandler):
+    """GET /stats: the broker's counters, passed through."""
+
+    SUPPORTED_METHODS = ("GET",)
+
+    def initialize(self, inflight: InFlight, broker: BrokerClient) -> None:
+        super().initialize(inflight)
+        self.broker = broker
+
+    async def get(self) -> None:
+        try:
+            stats = await self.broker.stats()
+        except BrokerUnavailable as exc:
+            raise _broker_down(exc) from None
+        self.write_json(stats_body(stats))
+
+
+class JobHandler(JsonHandler):
+    """GET /jobs/{job_id}: the broker's record of one job (404 if unknown)."""
+
+    SUPPORTED_METHODS = ("GET",)
+
+    def initialize(self, inflight: InFlight, broker: BrokerClient, api_key: str | None) -> None:
+        super().initialize(inflight)
+        self.broker, self.api_key = broker, api_key
+
+    async def get(self, job_id: str) -> None:
+        self.check_api_key(self.api_key)
+        if not is_valid_id(job_id):
+            raise ApiError(400, f"job_id is invalid: it must be {ID_RULE}", kind="invalid_id")
+        try:
+            record = await self.broker.job(job_id)
+        except BrokerUnavailable as exc:
+            raise _broker_down(exc) from None
+        if record is None:
+            raise ApiError(404, f"no job with job_id {job_id}", kind="unknown_job")
+        self.write_json(public_record(job_id, record))
+
+
+class OpenApiHandler(JsonHandler):
+    """GET /openapi.json: the API's OpenAPI 3 document."""
+
+    SUPPORTED_METHODS = ("GET",)
+
+    def initialize(self, inflight: InFlight, document: dict[str, Any]) -> None:
+        super().initialize(inflight)
+        self.document = document
+
+    def get(self) -> None:
+        self.write_json(self.document)
+
+
+def public_record(job_id: str, record: dict[str, Any]) -> dict[str, Any]:
+    """The broker's job record as clients see it: internal fields dropped."""
+    body = {key: value for key, value in record.items() if key not in HIDDEN_JOB_FIELDS}
+    body.setdefault("job_id", job_id)
+    return body

@@ -1,0 +1,123 @@
+"""FrontendTestCase: the real application on a free port, in front of a FakeBroker."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import http.client
+import json
+import logging
+import shutil
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Callable
+
+from tornado.httpclient import HTTPResponse
+from tornado.testing import AsyncHTTPTestCase
+
+from common.config import ServerSettings
+from frontend.app import http_server_options, make_app
+from frontend.broker_client import BrokerClient
+from frontend.photo_store import INCOMING_DIR, PhotoStore
+from tests.frontend import forms
+from tests.frontend.fake_broker import FakeBroker
+from tests.support.procs import free_port
+
+
+class EventCapture(logging.Handler):
+    """Collects the structured events logged under the ``frontend`` logger."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.events: list[dict[str, Any]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.events.append({"event": getattr(record, "event", record.getMessage()),
+                            "level": record.levelname, **getattr(record, "fields", {})})
+
+    def named(self, name: str) -> list[dict[str, Any]]:
+        return [e for e in self.events if e["event"] == name]
+
+
+class FrontendTestCase(AsyncHTTPTestCase):
+    """Subclasses tune :attr:`settings_overrides`, :attr:`broker_up`, :attr:`late_grace_s`
+    and :attr:`broker_timeout_s` (short only where the broker is meant to stay silent,
+    generous elsewhere so a loaded machine does not turn replies into timeouts)."""
+
+    settings_overrides: dict[str, Any] = {}
+    broker_up = True
+    late_grace_s = 30.0
+    broker_timeout_s = 3.0
+
+    def setUp(self) -> None:
+        self.tmp = Path(tempfile.mkdtemp(prefix="frontend-test-"))
+        self.addCleanup(shutil.rmtree, self.tmp, True)
+        self.fake = FakeBroker()
+        if self.broker_up:
+            self.fake.__enter__()
+            self.addCleanup(self.fake.__exit__, None, None, None)
+        self.capture = EventCapture()
+        logger = logging.getLogger("frontend")
+        old_level = logger.level
+        logger.setLevel(logging.DEBUG)
+        logger.addHandler(self.capture)
+        self.addCleanup(logger.setLevel, old_level)
+        self.addCleanup(logger.removeHandler, self.capture)
+        super().setUp()
+
+    def get_app(self):
+        self.server = dataclasses.replace(ServerSettings(host="127.0.0.1",
+                                                         broker_timeout_s=self.broker_timeout_s),
+                                          **self.settings_overrides)
+        endpoint = self.fake.endpoint if self.broker_up else f"tcp://127.0.0.1:{free_port()}"
+        self.broker = BrokerClient(endpoint, self.server.broker_timeout_s, self.late_grace_s)
+        self.store = PhotoStore(self.tmp)
+        self.executor = ThreadPoolExecutor(2)
+        return make_app(self.server, self.broker, self.store, self.executor)
+
+    def get_httpserver_options(self) -> dict[str, Any]:
+        return http_server_options(self.server)
+
+    def tearDown(self) -> None:
+        self.io_loop.run_sync(self.broker.close)
+        super().tearDown()
+        self.executor.shutdown(wait=True)
+
+    # -- helpers -------------------------------------------------------------
+
+    def post_form(self, parts: list[bytes], headers: dict[str, str] | None = None,
+                  **kwargs: Any) -> HTTPResponse:
+        all_headers = {"Content-Type": forms.content_type(), **(headers or {})}
+        return self.fetch("/process", method="POST", body=forms.body(*parts),
+                          headers=all_headers, raise_error=False, **kwargs)
+
+    def json_of(self, response: HTTPResponse) -> dict[str, Any]:
+        self.assertTrue(response.headers.get("Content-Type", "").startswith("application/json"),
+                        response.headers.get("Content-Type"))
+        return json.loads(response.body)
+
+    def assert_error(self, response: HTTPResponse, status: int) -> dict[str, Any]:
+        """The response is ``status`` with a JSON ``{"error": <non-empty text>}`` body."""
+        self.assertEqual(response.code, status, response.body[:300])
+        self.assertEqual(response.reason, http.client.responses[status])
+        body = self.json_of(response)
+        self.assertEqual(set(body), {"error"})
+        self.assertIsInstance(body["error"], str)
+        self.assertTrue(body["error"])
+        return body
+
+    def incoming(self) -> list[Path]:
+        folder = self.tmp / INCOMING_DIR
+        return sorted(folder.iterdir()) if folder.is_dir() else []
+
+    def wait_until(self, predicate: Callable[[], bool], timeout: float = 5.0) -> None:
+        """Run the IOLoop until ``predicate()`` holds; fail after ``timeout`` seconds."""
+        async def poll() -> None:
+            deadline = time.monotonic() + timeout
+            while not predicate():
+                if time.monotonic() > deadline:
+                    raise AssertionError("condition not reached in time")
+                await asyncio.sleep(0.02)
+        self.io_loop.run_sync(poll, timeout=timeout + 1)

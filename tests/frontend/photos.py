@@ -1,0 +1,72 @@
+"""Photos made in memory for the front-end tests (nothing is downloaded or read from disk)."""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+
+import numpy as np
+from PIL import Image
+
+
+def _gradient(width: int = 64, height: int = 48) -> np.ndarray:
+    y, x = np.mgrid[0:height, 0:width]
+    return np.stack([x * 4 % 256, y * 5 % 256, (x + y) % 256], axis=2).astype(np.uint8)
+
+
+def encode(img: Image.Image, fmt: str, **options) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, fmt, **options)
+    return buf.getvalue()
+
+
+def jpeg() -> bytes:
+    return encode(Image.fromarray(_gradient()), "JPEG", quality=90)
+
+
+def png() -> bytes:
+    return encode(Image.fromarray(_gradient()), "PNG")
+
+
+def accepted_variants() -> dict[str, bytes]:
+    """Every pixel layout the API must accept, by name."""
+    rgb = Image.fromarray(_gradient())
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: rotate 90 degrees on display
+    gray16 = Image.fromarray(_gradient()[:, :, 0].astype(np.uint16) * 257)  # mode I;16
+    return {
+        "jpeg_rgb": jpeg(),
+        "png_rgb": png(),
+        "jpeg_cmyk": encode(rgb.convert("CMYK"), "JPEG"),
+        "jpeg_gray": encode(rgb.convert("L"), "JPEG"),
+        "png_gray": encode(rgb.convert("L"), "PNG"),
+        "png_16bit": encode(gray16, "PNG"),
+        "png_palette": encode(rgb.convert("P"), "PNG"),
+        "png_alpha": encode(rgb.convert("RGBA"), "PNG"),
+        "jpeg_exif_rotated": encode(rgb, "JPEG", exif=exif.tobytes()),
+    }
+
+
+def other_formats() -> dict[str, bytes]:
+    """Real images in formats the API refuses (415)."""
+    rgb = Image.fromarray(_gradient())
+    return {"gif": encode(rgb, "GIF"), "tiff": encode(rgb, "TIFF"), "webp": encode(rgb, "WEBP"),
+            "bmp": encode(rgb, "BMP")}
+
+
+def truncated_jpeg() -> bytes:
+    """A JPEG cut off in its scan data: the header reads fine, decoding fails."""
+    noise = np.random.default_rng(0).integers(0, 256, (192, 256, 3), dtype=np.uint8)
+    data = encode(Image.fromarray(noise), "JPEG", quality=90)
+    return data[: len(data) // 2]
+
+
+def png_bomb(width: int = 50_000, height: int = 50_000) -> bytes:
+    """A small PNG whose header claims ``width x height`` pixels."""
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return (struct.pack(">I", len(body)) + kind + body
+                + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF))
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    idat = zlib.compress(b"\x00" * 1024)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")

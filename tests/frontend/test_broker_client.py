@@ -1,0 +1,117 @@
+"""BrokerClient: request/reply over one DEALER socket, timeouts, late replies, reconnects."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from common import wire
+from frontend.broker_client import BrokerClient, BrokerUnavailable
+from tests.frontend.fake_broker import FakeBroker
+from tests.support.procs import free_port
+
+
+def run(coro_fn, *args):
+    return asyncio.run(coro_fn(*args))
+
+
+def job(job_id: str) -> dict:
+    return wire.make_job(job_id, "user", "qwen", f"/tmp/{job_id}.jpg", 1.0)
+
+
+async def _with_client(endpoint, body, timeout_s=3.0, grace_s=30.0):
+    client = BrokerClient(endpoint, timeout_s, grace_s)
+    try:
+        return await body(client)
+    finally:
+        await client.close()
+
+
+def test_concurrent_requests_each_get_their_own_reply():
+    with FakeBroker() as fake:
+        for i in range(0, 20, 2):
+            fake.jobs[f"j{i}"] = {"job_id": f"j{i}", "state": "done"}
+
+        async def body(client):
+            return await asyncio.gather(*(client.job(f"j{i}") for i in range(20)))
+        records = run(_with_client, fake.endpoint, body)
+    assert [r and r["job_id"] for r in records] == [f"j{i}" if i % 2 == 0 else None
+                                                   for i in range(20)]
+
+
+def test_submit_outcomes():
+    with FakeBroker() as fake:
+        async def body(client):
+            first = await client.submit(job("a"))
+            again = await client.submit(job("a"))
+            fake.outcome = "queue_full"
+            full = await client.submit(job("b"))
+            return first, again, full
+        first, again, full = run(_with_client, fake.endpoint, body)
+    assert (first["outcome"], again["outcome"], again["state"], full["outcome"]) == (
+        "accepted", "duplicate", "queued", "queue_full")
+
+
+def test_unconnected_request_fails_and_is_never_delivered_later():
+    port = free_port()
+
+    async def body(client):
+        with pytest.raises(BrokerUnavailable) as caught:
+            await client.submit(job("lost"))
+        assert caught.value.timed_out is False
+        client.timeout_s = 4.0  # leave time for the reconnection back-off
+        with FakeBroker(port) as fake:
+            stats = await client.stats()  # the connection is up from here on
+            await asyncio.sleep(0.2)
+            return stats, [m["type"] for m in fake.received]
+    stats, received = run(_with_client, f"tcp://127.0.0.1:{port}", body, 0.3)
+    assert stats["queue_max"] == 100
+    assert received == ["stats"]
+
+
+def test_silent_broker_times_out_and_late_reply_is_delivered():
+    with FakeBroker() as fake:
+        fake.silent = True
+        late = []
+
+        async def body(client):
+            with pytest.raises(BrokerUnavailable) as caught:
+                await client.submit(job("slow"), on_late=late.append)
+            assert caught.value.timed_out is True
+            fake.release("accepted")
+            for _ in range(250):
+                if late:
+                    break
+                await asyncio.sleep(0.02)
+        run(_with_client, fake.endpoint, body, 0.2, 30.0)
+    assert [m["outcome"] for m in late] == ["accepted"]
+
+
+def test_no_late_reply_within_grace_calls_back_with_none():
+    with FakeBroker() as fake:
+        fake.silent = True
+        late = []
+
+        async def body(client):
+            with pytest.raises(BrokerUnavailable):
+                await client.submit(job("slow"), on_late=late.append)
+            for _ in range(250):
+                if late:
+                    break
+                await asyncio.sleep(0.02)
+        run(_with_client, fake.endpoint, body, 0.2, 0.3)
+    assert late == [None]
+
+
+def test_reconnects_after_broker_restart():
+    port = free_port()
+
+    async def body(client):
+        with FakeBroker(port):
+            first = await client.stats()
+        with FakeBroker(port):
+            second = await client.stats()
+        return first, second
+    first, second = run(_with_client, f"tcp://127.0.0.1:{port}", body, 4.0)
+    assert first["workers"] == second["workers"] == 1

@@ -1,0 +1,52 @@
+"""/health and /stats bodies from the broker's stats map."""
+
+from __future__ import annotations
+
+from frontend.stats_view import health_body, stats_body, unreachable_health, worker_infos
+from tests.frontend.fake_broker import default_stats
+
+
+def test_healthy():
+    assert health_body(default_stats()) == (200, {
+        "status": "ok", "queue_size": 0, "segmentation_ready": True, "engine": "schp",
+        "workers": 1})
+
+
+def test_workers_given_as_a_map_of_infos():
+    stats = {"queue_current": 4, "workers": {"w0": {"engine": "pose", "model_loaded": True},
+                                             "w1": {"engine": "pose", "alive": False}}}
+    status, body = health_body(stats)
+    assert status == 200
+    assert (body["workers"], body["engine"], body["queue_size"]) == (1, "pose", 4)
+
+
+def test_loaded_worker_decides_the_engine():
+    infos = [{"engine": "pose", "model_loaded": False}, {"engine": "schp", "model_loaded": True}]
+    assert health_body({"workers": 2, "per_worker": infos})[1]["engine"] == "schp"
+
+
+def test_broker_flags_win():
+    stats = {"workers": 1, "segmentation_ready": False, "engine": "schp"}
+    assert health_body(stats)[1]["segmentation_ready"] is False
+
+
+def test_no_live_worker_is_degraded():
+    status, body = health_body({"workers": 0, "per_worker": [{"model_loaded": True}]})
+    assert status == 503
+    assert (body["status"], body["segmentation_ready"]) == ("degraded", False)
+    assert "detail" in body
+
+
+def test_unreachable():
+    body = unreachable_health("no answer")
+    assert (body["status"], body["workers"], body["detail"]) == ("degraded", 0, "no answer")
+
+
+def test_stats_body_keeps_extras_and_fills_required_keys():
+    body = stats_body({"queue_current": 1, "extra": [1]})
+    assert body["extra"] == [1] and body["queue_max"] is None and body["queue_current"] == 1
+
+
+def test_worker_infos_ignores_junk():
+    assert worker_infos({"workers": [1, "x", {"a": 1}]}) == [{"a": 1}]
+    assert worker_infos({"workers": 3}) == []
