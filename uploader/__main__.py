@@ -1,0 +1,81 @@
+"""``python -m uploader`` (the service) and ``python -m uploader redrive``.
+
+Start-up fails with a one-line message and exit status 2 when the
+configuration is unusable, e.g. ``MASK_ASSET_URL`` or ``MASK_COMPONENT_SECRET``
+is not set.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+from typing import Sequence
+
+from common.config import ConfigError, Settings, load_settings
+from common.logs import redact, register_secret, setup_logging
+
+from .redrive import redrive
+from .service import UploaderService
+
+#: Exit status for a configuration that cannot run.
+EXIT_CONFIG = 2
+#: Shortest accepted MASK_COMPONENT_SECRET, in characters.
+MIN_SECRET_LENGTH = 16
+
+
+def check_upload_settings(settings: Settings) -> None:
+    """Raise :class:`ConfigError` unless the asset service URL and secret are usable."""
+    up = settings.upload
+    if not up.url:
+        raise ConfigError("MASK_ASSET_URL is not set: the uploader needs the Mask Asset "
+                          "Service URL (setting upload.url)")
+    if not up.secret:
+        raise ConfigError("MASK_COMPONENT_SECRET is not set: the uploader needs the shared "
+                          "secret for the asset service (setting upload.secret)")
+    if len(up.secret) < MIN_SECRET_LENGTH:
+        raise ConfigError(f"MASK_COMPONENT_SECRET is too short: use at least "
+                          f"{MIN_SECRET_LENGTH} characters")
+    if not (up.secret.isascii() and up.secret.isprintable()) or any(c.isspace() for c in up.secret):
+        raise ConfigError("MASK_COMPONENT_SECRET must be printable ASCII without spaces "
+                          "(it is sent in an HTTP header)")
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m uploader",
+                                     description="Deliver masks to the Mask Asset Service.")
+    sub = parser.add_subparsers(dest="command")
+    rd = sub.add_parser("redrive", help="send dead-lettered jobs again")
+    rd.add_argument("job_ids", nargs="*", metavar="JOB_ID",
+                    help="jobs to send again (default: every dead-lettered job)")
+    rd.add_argument("--retries", type=int, default=None,
+                    help="retries after the first attempt (default: upload.retries)")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    # registered before loading, so even a config error quoting it is redacted;
+    # a too-short value is refused below (and would garble unrelated words)
+    env_secret = os.environ.get("MASK_COMPONENT_SECRET", "")
+    if len(env_secret) >= MIN_SECRET_LENGTH:
+        register_secret(env_secret)
+    try:
+        settings = load_settings()
+        check_upload_settings(settings)
+        register_secret(settings.upload.secret)
+    except ConfigError as exc:
+        print(f"uploader: configuration error: {redact(str(exc))}", file=sys.stderr)
+        return EXIT_CONFIG
+    setup_logging("uploader", settings.logging.level)
+    if args.command == "redrive":
+        return redrive(settings, args.job_ids, args.retries)
+    service = UploaderService(settings)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: service.stop())
+    return service.run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
