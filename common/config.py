@@ -84,6 +84,7 @@ class WorkerSettings:
     inline_images: bool = False
     curve_secret_key_file: str | None = None
     curve_server_key_file: str | None = None
+    gpus: str | None = None
 
 
 @dataclass(frozen=True)
@@ -189,6 +190,7 @@ ENV_OVERRIDES: dict[str, str] = {
     "WORKER_INLINE_IMAGES": "workers.inline_images",
     "WORKER_CURVE_SECRET_FILE": "workers.curve_secret_key_file",
     "WORKER_CURVE_SERVER_KEY_FILE": "workers.curve_server_key_file",
+    "WORKER_GPUS": "workers.gpus",
     "SEGMENTATION_ENGINE": "segmentation.engine",
     "WRITE_SEG_MAP": "segmentation.write_seg_map",
     "SCHP_WEIGHTS": "segmentation.schp.weights",
@@ -388,6 +390,10 @@ def _validate(s: Settings) -> None:
     _check(s.workers.threads >= 1, "workers.threads (WORKER_THREADS)", "must be at least 1")
     _check(s.workers.device in _DEVICES, "workers.device (SCHP_DEVICE)",
            f"must be one of {', '.join(_DEVICES)}, got {s.workers.device!r}")
+    gpus = s.workers.gpus
+    _check(gpus is None or all(p.strip().isdigit() for p in gpus.split(",")),
+           "workers.gpus (WORKER_GPUS)",
+           f"must be comma-separated GPU numbers like 0,1, got {gpus!r}")
     seg = s.segmentation
     _check(seg.engine in _ENGINES, "segmentation.engine (SEGMENTATION_ENGINE)",
            f"must be one of {', '.join(_ENGINES)}, got {seg.engine!r}")

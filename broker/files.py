@@ -1,0 +1,102 @@
+"""The broker's only file access outside its journal: photos and masks under TEMP_FOLDER.
+
+Every path is checked to lie inside TEMP_FOLDER (after resolving symlinks)
+before it is read, written or deleted, and job ids are checked with
+:func:`common.ids.is_valid_id` before a path is built from them. Masks are
+written to ``TEMP_FOLDER/jobs/<job_id>/<name>.png`` (directory 0700, file
+0600) through a temporary file, fsync and rename.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Mapping
+
+from common import wire
+from common.ids import is_valid_id
+from common.logs import event
+
+#: Sub-directory of TEMP_FOLDER holding one directory of masks per job.
+JOBS_DIR = "jobs"
+
+log = logging.getLogger("broker.files")
+
+
+class StorageError(Exception):
+    """Masks could not be written (disk full, permissions, bad job id)."""
+
+
+class TempStorage:
+    """Reads photos and writes masks, strictly inside ``temp_folder``."""
+
+    def __init__(self, temp_folder: Path) -> None:
+        self.root = Path(os.path.realpath(temp_folder))
+
+    def owns(self, path: str) -> bool:
+        """True when ``path`` is absolute and, symlinks resolved, inside TEMP_FOLDER."""
+        if not isinstance(path, str) or not os.path.isabs(path) or "\x00" in path:
+            return False
+        real = Path(os.path.realpath(path))
+        return real != self.root and self.root in real.parents
+
+    def store_masks(self, job_id: str, masks: Mapping[str, bytes]) -> dict[str, str]:
+        """Write each mask durably; returns mask name -> absolute path."""
+        if not is_valid_id(job_id):
+            raise StorageError(f"job id {job_id[:130]!r} is not valid")
+        directory = self.root / JOBS_DIR / job_id
+        try:
+            directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+            os.chmod(directory, 0o700)
+            paths = {}
+            for name, data in masks.items():
+                if name not in wire.MASK_NAMES:
+                    raise StorageError(f"mask name {name!r} is not known")
+                paths[name] = str(self._write(directory / f"{name}.png", data))
+            fd = os.open(directory, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            raise StorageError(f"cannot write masks under {directory}: "
+                               f"{exc.strerror or exc}") from None
+        return paths
+
+    @staticmethod
+    def _write(path: Path, data: bytes) -> Path:
+        tmp = path.with_name(path.name + ".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+        return path
+
+    def read_image(self, path: str) -> bytes | None:
+        """The photo's bytes (for workers without the shared folder), or None if unreadable."""
+        if not self.owns(path):
+            event(log, "image_path_refused", logging.WARNING, path=path)
+            return None
+        try:
+            return Path(path).read_bytes()
+        except OSError as exc:
+            event(log, "image_unreadable", logging.WARNING, path=path, error=exc.strerror)
+            return None
+
+    def delete_input(self, path: str) -> None:
+        """Remove a job's input photo (missing is fine; paths outside TEMP_FOLDER are refused)."""
+        if not self.owns(path):
+            event(log, "image_path_refused", logging.WARNING, path=path)
+            return
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            event(log, "image_delete_failed", logging.WARNING, path=path, error=exc.strerror)

@@ -1,0 +1,208 @@
+"""The broker journal: an append-only file of length-prefixed msgpack records.
+
+File: ``<STATE_DIR>/broker/journal.log`` (directory 0700, file 0600). Each
+record is framed as::
+
+    uint32 big-endian payload length | uint32 big-endian CRC-32 of payload | msgpack payload
+
+Every :meth:`Journal.append` writes one frame and fsyncs before returning, so
+a record the broker acted on is on disk. Replay reads frames in order and stops
+at the first incomplete or corrupt one (a crash mid-write leaves at most one
+torn frame at the end); that tail is logged and cut off.
+
+Compaction replaces the whole file with one ``snapshot`` record (written to a
+temporary file, fsynced, renamed over the journal, directory fsynced), so a
+crash at any moment leaves either the old journal or the new one. It runs at
+start-up and whenever the journal grows past :data:`COMPACT_MIN_BYTES` and
+twice the last snapshot's size.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import struct
+import zlib
+from pathlib import Path
+from typing import Any
+
+from broker.jobs import JobBook
+from common import wire
+from common.logs import event
+
+#: Frame header: payload length and CRC-32, big-endian uint32 each (8 bytes).
+HEADER = struct.Struct(">II")
+
+#: Largest record replay believes in, in bytes; a larger length is a corrupt header.
+MAX_RECORD_BYTES = 256 * 1024 * 1024
+
+#: Appended bytes after which compaction is due (at least; see the module docstring).
+COMPACT_MIN_BYTES = 8 * 1024 * 1024
+
+#: Journal file name inside the journal directory.
+JOURNAL_NAME = "journal.log"
+
+log = logging.getLogger("broker.journal")
+
+
+class JournalError(Exception):
+    """The journal cannot be written (disk full, read-only file system, ...)."""
+
+
+def frame(record: dict[str, Any]) -> bytes:
+    """One record as it is stored on disk."""
+    payload = wire.pack(record)
+    return HEADER.pack(len(payload), zlib.crc32(payload)) + payload
+
+
+def parse(data: bytes) -> tuple[list[dict[str, Any]], int, str | None]:
+    """Records in ``data``, the offset where the good part ends, and what stopped
+    the read early (None when every byte was a good record)."""
+    records, pos = [], 0
+    while pos < len(data):
+        if len(data) - pos < HEADER.size:
+            return records, pos, "truncated header"
+        length, crc = HEADER.unpack_from(data, pos)
+        end = pos + HEADER.size + length
+        if length == 0 or length > MAX_RECORD_BYTES:
+            return records, pos, f"implausible record length {length}"
+        if end > len(data):
+            return records, pos, "truncated record"
+        payload = data[pos + HEADER.size:end]
+        if zlib.crc32(payload) != crc:
+            return records, pos, "checksum mismatch"
+        try:
+            record = wire.unpack(payload)
+        except Exception as exc:  # msgpack raises several unrelated types
+            return records, pos, f"undecodable record ({exc})"
+        if isinstance(record, dict):
+            records.append(record)
+        pos = end
+    return records, pos, None
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+class Journal:
+    """The journal file: :meth:`open` (replay), :meth:`append`, :meth:`compact`."""
+
+    def __init__(self, directory: Path, compact_min_bytes: int = COMPACT_MIN_BYTES) -> None:
+        self.directory = Path(directory)
+        self.path = self.directory / JOURNAL_NAME
+        self.compact_min_bytes = compact_min_bytes
+        self._fd: int | None = None
+        self.size = 0
+        self._snapshot_bytes = 0
+        self._since_snapshot = 0
+
+    def open(self) -> list[dict[str, Any]]:
+        """Create the directory if needed, read every good record, cut a torn tail,
+        and open the file for appending. Raises :class:`JournalError`."""
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            os.chmod(self.directory, 0o700)
+            data = self.path.read_bytes() if self.path.exists() else b""
+            records, good_end, problem = parse(data)
+            if problem is not None:
+                event(log, "journal_torn_tail", logging.WARNING, path=str(self.path),
+                      offset=good_end, dropped_bytes=len(data) - good_end, problem=problem)
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            os.fchmod(self._fd, 0o600)
+            if good_end < len(data):
+                os.ftruncate(self._fd, good_end)
+                os.fsync(self._fd)
+        except OSError as exc:
+            raise JournalError(f"journal {self.path}: {exc.strerror or exc}") from None
+        self.size = self._since_snapshot = good_end
+        return records
+
+    def append(self, record: dict[str, Any]) -> None:
+        """Write one record and fsync it. Raises :class:`JournalError` (no partial record left)."""
+        if self._fd is None:
+            raise JournalError("journal is not open")
+        data = frame(record)
+        try:
+            _write_all(self._fd, data)
+            os.fsync(self._fd)
+        except OSError as exc:
+            try:
+                os.ftruncate(self._fd, self.size)
+            except OSError:
+                pass  # replay cuts a torn tail anyway
+            raise JournalError(f"journal {self.path}: {exc.strerror or exc}") from None
+        self.size += len(data)
+        self._since_snapshot += len(data)
+
+    @property
+    def needs_compaction(self) -> bool:
+        return self._since_snapshot > max(self.compact_min_bytes, 2 * self._snapshot_bytes)
+
+    def compact(self, snapshot: dict[str, Any]) -> None:
+        """Atomically replace the journal with the single record ``snapshot``."""
+        data, tmp = frame(snapshot), self.path.with_name(JOURNAL_NAME + ".tmp")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            try:
+                _write_all(fd, data)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, self.path)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise JournalError(f"journal compaction {tmp}: {exc.strerror or exc}") from None
+        # From here the new file is the journal: always re-open on it.
+        if self._fd is not None:
+            os.close(self._fd)
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND, 0o600)
+        self.size = self._snapshot_bytes = len(data)
+        self._since_snapshot = 0
+        try:
+            _fsync_dir(self.directory)
+        except OSError as exc:
+            event(log, "journal_dir_fsync_failed", logging.WARNING, error=str(exc))
+        event(log, "journal_compacted", bytes=len(data), path=str(self.path))
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+def restore_book(journal: Journal, remember_finished: int) -> tuple[JobBook, list[str]]:
+    """Replay ``journal`` into a fresh book, put in-flight jobs back at the head
+    of the queue, and compact. Returns the book and the recovered job ids.
+
+    Records that cannot be applied are logged and skipped, except a snapshot
+    (raises :class:`JournalError`: the broker refuses to start); a failed compaction
+    is logged and the uncompacted journal is kept (replay is deterministic, so
+    the next start recovers the same state).
+    """
+    book = JobBook(remember_finished=remember_finished)
+    for number, record in enumerate(journal.open()):
+        try:
+            book.apply(record)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            if record.get("op") == "snapshot":  # skipping it would silently drop every job
+                raise JournalError(f"journal {journal.path}: the snapshot cannot be read "
+                                   f"({exc}); move the file away to start empty") from None
+            event(log, "journal_record_skipped", logging.ERROR, number=number,
+                  op=record.get("op"), job_id=record.get("job_id"), error=str(exc))
+    recovered = book.recover()
+    try:
+        journal.compact(book.snapshot())
+    except JournalError as exc:
+        event(log, "journal_compaction_failed", logging.ERROR, error=str(exc))
+    return book, recovered

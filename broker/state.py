@@ -1,0 +1,359 @@
+"""The broker core: every decision the broker makes, as a pure state machine.
+
+No sockets and no clock reads: the caller passes each decoded-or-not frame
+with the peer's routing id and the current wall-clock time ``now``, and gets
+back the frames to send (:class:`Out`). Side effects go through two injected
+objects: ``journal`` (a callable that durably appends one record, raising
+:class:`broker.journal.JournalError`) and ``storage`` (:class:`Storage`, the
+only thing that touches files).
+
+Rules kept here and nowhere else:
+
+- **FIFO dispatch** (:meth:`BrokerCore._dispatch`): whenever there is a queued
+  job and an idle worker, the head of the queue goes to the worker idle the
+  longest. A worker holds at most one job; a job never waits while a worker
+  is idle.
+- **Failures**: a worker that goes silent for ``peer_expiry_s``, disconnects,
+  or overruns ``job_deadline_s`` loses its job back to the HEAD of the queue
+  with ``attempt + 1``; at ``max_attempts`` the job fails with
+  ``attempts_exhausted``. Only the result for the current attempt from the
+  worker holding the job is accepted; anything else is logged and ignored.
+- **Durability**: an ``accept`` is journalled before it is applied, and a
+  journal failure refuses the job. Other records are applied even when the
+  journal cannot be written (logged as an error): the worst a lost record
+  can do after a crash is make a job run again.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping, Protocol
+
+from broker.checks import MAX_DETAIL, MAX_REASON, job_problem, masks_problem, text
+from broker.files import StorageError
+from broker.handoff import UPLOADER, HandoffMixin
+from broker.jobs import JobBook, JobEntry
+from broker.journal import JournalError
+from broker.peers import UploaderEntry, WorkerEntry, WorkerRegistry, clean_info
+from broker.stats import build_stats
+from common import wire
+from common.config import BrokerSettings, QueueSettings
+from common.ids import is_valid_id
+from common.logs import event
+
+#: Channel names used in :class:`Out` (one per ROUTER socket).
+FRONT, WORKERS = "front", "workers"
+
+log = logging.getLogger("broker")
+
+
+class Storage(Protocol):
+    """What the core needs from the file system (see :class:`broker.files.TempStorage`)."""
+
+    def owns(self, path: str) -> bool: ...
+    def store_masks(self, job_id: str, masks: Mapping[str, bytes]) -> dict[str, str]: ...
+    def read_image(self, path: str) -> bytes | None: ...
+    def delete_input(self, path: str) -> None: ...
+
+
+@dataclass
+class Out:
+    """One frame to send on ``channel`` to routing id ``peer``.
+
+    ``about`` names the job a ``job`` dispatch carries, so the server can
+    report it with :meth:`BrokerCore.undeliverable` when the send fails.
+    """
+
+    channel: str
+    peer: bytes
+    frame: bytes
+    about: str | None = None
+
+
+class BrokerCore(HandoffMixin):
+    """The broker's state and decisions; see the module docstring."""
+
+    def __init__(self, queue: QueueSettings, broker: BrokerSettings, book: JobBook,
+                 journal: Callable[[dict], None], storage: Storage, started_at: float) -> None:
+        self.queue_cfg, self.broker_cfg = queue, broker
+        self.book, self.journal, self.storage = book, journal, storage
+        self.started_at = started_at
+        self.workers = WorkerRegistry()
+        self.uploader: UploaderEntry | None = None
+        self.uploader_counters: dict[str, int] = {}
+        self.sent_at: dict[str, float] = {}   #: job_id -> when its deliver was last sent
+        self.stopping = False
+        self._out: list[Out] = []
+
+    # -- plumbing --------------------------------------------------------
+    def _emit(self, channel: str, peer: bytes, msg_type: str, about: str | None = None,
+              **fields: Any) -> None:
+        self._out.append(Out(channel, peer, wire.encode(msg_type, **fields), about))
+
+    def _flush(self, now: float) -> list[Out]:
+        self._dispatch(now)
+        out, self._out = self._out, []
+        return out
+
+    def _decode(self, frame: bytes, channel: str) -> dict[str, Any] | None:
+        try:
+            return wire.decode(frame)
+        except wire.WireError as exc:
+            event(log, "invalid_frame", logging.WARNING, channel=channel, error=str(exc))
+            return None
+
+    def _commit(self, record: dict[str, Any]) -> None:
+        """Journal then apply a non-accept record (applied even if journalling fails)."""
+        try:
+            self.journal(record)
+        except JournalError as exc:
+            event(log, "journal_write_failed", logging.ERROR, job_id=record.get("job_id"),
+                  op=record["op"], error=str(exc))
+        self.book.apply(record)
+
+    # -- front end -------------------------------------------------------
+    def handle_front(self, peer: bytes, frame: bytes, now: float) -> list[Out]:
+        """A ``submit``, ``job`` or ``stats`` request; the reply goes back to ``peer``."""
+        msg = self._decode(frame, FRONT)
+        if msg is not None:
+            kind, req = msg["type"], msg.get("req")
+            if kind == "submit":
+                self._emit(FRONT, peer, "submitted", req=req, **self._submit(msg["job"], now))
+            elif kind == "job":
+                entry = self._lookup(msg.get("job_id"))
+                record = None if entry is None else entry.public()
+                if record is not None and entry.state == "queued":
+                    record["queue_position"] = self.book.queue_position(entry.job_id)
+                self._emit(FRONT, peer, "job", req=req, record=record)
+            elif kind == "stats":
+                self._emit(FRONT, peer, "stats", req=req, stats=self.stats(now))
+            else:
+                event(log, "invalid_frame", logging.WARNING, channel=FRONT,
+                      error=f"unexpected message type {kind!r}")
+        return self._flush(now)
+
+    def _lookup(self, job_id: Any) -> JobEntry | None:
+        if not isinstance(job_id, str) or not is_valid_id(job_id):
+            return None
+        return self.book.jobs.get(job_id)
+
+    def _submit(self, job: Any, now: float) -> dict[str, Any]:
+        """Accept, refuse or recognise one job; returns the ``submitted`` fields."""
+        problem = "shutting down" if self.stopping else job_problem(job, self.storage.owns)
+        if problem:
+            event(log, "job_refused", logging.WARNING, job_id=text(job.get("job_id"), 130)
+                  if isinstance(job, dict) else None, error=problem)
+            return self._submitted("error", error=problem)
+        known = self.book.jobs.get(job["job_id"])
+        if known is not None:
+            event(log, "job_duplicate", job_id=known.job_id, state=known.state)
+            return self._submitted("duplicate", known.state)
+        if len(self.book.queue) >= self.queue_cfg.max_size:
+            event(log, "job_refused", logging.WARNING, job_id=job["job_id"], error="queue_full")
+            return self._submitted("queue_full")
+        record = {"op": "accept", "t": now, "job": wire.make_job(
+            job["job_id"], job["user_id"], job["provider"], job["image_path"],
+            float(job["submitted_at"]), 0)}
+        try:
+            self.journal(record)
+        except JournalError as exc:
+            event(log, "job_refused", logging.ERROR, job_id=job["job_id"], error=str(exc))
+            return self._submitted("error", error=f"the broker cannot record the job: {exc}")
+        self.book.apply(record)
+        event(log, "job_accepted", job_id=job["job_id"], user_id=job["user_id"],
+              queue_size=len(self.book.queue))
+        return self._submitted("accepted", "queued")
+
+    def _submitted(self, outcome: str, state: str | None = None,
+                   error: str | None = None) -> dict[str, Any]:
+        fields = {"outcome": outcome, "state": state, "queue_size": len(self.book.queue),
+                  "queue_max": self.queue_cfg.max_size}
+        if error is not None:
+            fields["error"] = error
+        return fields
+
+    def stats(self, now: float) -> dict[str, Any]:
+        """The ``stats`` reply (see :func:`broker.stats.build_stats`)."""
+        return build_stats(self, now)
+
+    # -- workers ---------------------------------------------------------
+    def handle_worker(self, peer: bytes, frame: bytes, now: float) -> list[Out]:
+        """One frame from a worker's DEALER."""
+        msg = self._decode(frame, WORKERS)
+        if msg is None:
+            return self._flush(now)
+        kind = msg["type"]
+        if kind in ("ready", "heartbeat"):
+            self._worker_hello(peer, msg, now)
+            return self._flush(now)
+        worker = self.workers.lookup(peer)
+        handler = {"result": self._on_result, "failed": self._on_failed,
+                   "disconnect": self._on_disconnect}.get(kind)
+        if handler is None:
+            event(log, "invalid_frame", logging.WARNING, channel=WORKERS,
+                  error=f"unexpected message type {kind!r}")
+            return self._flush(now)
+        if worker is None:  # e.g. a worker already expired for silence
+            event(log, f"stale_{kind}", logging.WARNING, job_id=text(msg.get("job_id"), 130),
+                  why="unknown worker")
+            return self._flush(now)
+        worker.last_seen = now
+        handler(worker, msg, now)
+        return self._flush(now)
+
+    def _worker_hello(self, peer: bytes, msg: dict[str, Any], now: float) -> None:
+        info = clean_info(msg.get("worker"))
+        if info is None:
+            event(log, "invalid_frame", logging.WARNING, channel=WORKERS,
+                  error=f"{msg['type']} without a valid worker id")
+            return
+        worker, new = self.workers.seen(peer, info, now)
+        if new:
+            event(log, "worker_joined", worker=worker.name, host=info.get("host"),
+                  engine=info.get("engine"), model_loaded=info.get("model_loaded"),
+                  inline_images=worker.inline_images)
+        if msg["type"] == "ready" and worker.job_id is not None:
+            # It asks for work while we think it holds a job: it has dropped that job.
+            self._release(worker, "worker_reset", now)
+        if msg["type"] == "ready" or (worker.job_id is None and info.get("busy") is False):
+            self.workers.mark_idle(worker)
+
+    def _held(self, worker: WorkerEntry, msg: dict[str, Any]) -> JobEntry | None:
+        """The job a result/failure is about, if ``worker`` holds its current attempt."""
+        entry = self._lookup(msg.get("job_id"))
+        if (entry is None or entry.state != "processing" or entry.worker != worker.name
+                or entry.job["attempt"] != msg.get("attempt")):
+            event(log, f"stale_{msg['type']}", logging.WARNING, job_id=text(msg.get("job_id"), 130),
+                  worker=worker.name, attempt=msg.get("attempt"),
+                  state=None if entry is None else entry.state)
+            return None
+        worker.job_id = worker.deadline = None
+        return entry
+
+    def _on_result(self, worker: WorkerEntry, msg: dict[str, Any], now: float) -> None:
+        entry = self._held(worker, msg)
+        if entry is None:
+            return
+        problem = masks_problem(msg["masks"])
+        if problem is not None:
+            worker.jobs_failed += 1
+            event(log, "bad_result", logging.ERROR, job_id=entry.job_id, worker=worker.name,
+                  error=problem)
+            self._requeue(entry, "bad_result", now, problem)
+            return
+        try:
+            paths = self.storage.store_masks(entry.job_id, msg["masks"])
+        except StorageError as exc:
+            event(log, "store_failed", logging.ERROR, job_id=entry.job_id, error=str(exc))
+            self._requeue(entry, "store_failed", now, str(exc))
+            return
+        worker.jobs_done += 1
+        self._commit({"op": "stored", "job_id": entry.job_id, "masks": paths, "t": now})
+        event(log, "job_result", job_id=entry.job_id, worker=worker.name,
+              attempt=entry.job["attempt"], engine=msg.get("engine"), timings=msg.get("timings"),
+              run_s=round(now - (entry.started_at or now), 3))
+        self.storage.delete_input(entry.job["image_path"])
+        self._deliver(entry, now)
+
+    def _on_failed(self, worker: WorkerEntry, msg: dict[str, Any], now: float) -> None:
+        entry = self._held(worker, msg)
+        if entry is None:
+            return
+        worker.jobs_failed += 1
+        reason = text(msg["reason"], MAX_REASON) or "worker_error"
+        detail = text(msg.get("detail"), MAX_DETAIL)
+        if msg.get("retryable") is True:
+            self._requeue(entry, reason, now, detail)
+        else:
+            self._fail(entry, reason, detail, now)
+
+    def _on_disconnect(self, worker: WorkerEntry, msg: dict[str, Any], now: float) -> None:
+        event(log, "worker_left", worker=worker.name, job_id=worker.job_id)
+        self._drop_worker(worker, "worker_disconnected", now)
+
+    def _drop_worker(self, worker: WorkerEntry, reason: str, now: float) -> None:
+        self.workers.remove(worker)
+        if worker.job_id is not None:
+            self._release(worker, reason, now)
+
+    def _release(self, worker: WorkerEntry, reason: str, now: float, count: bool = True) -> None:
+        """Take the job ``worker`` holds away from it, back to the head of the queue."""
+        entry = self.book.jobs.get(worker.job_id)
+        worker.job_id = worker.deadline = None
+        if entry is not None and entry.state == "processing" and entry.worker == worker.name:
+            self._requeue(entry, reason, now, count=count)
+
+    def _requeue(self, entry: JobEntry, reason: str, now: float, detail: str | None = None,
+                 count: bool = True) -> None:
+        """Back to the HEAD of the queue, or failed once ``max_attempts`` are spent."""
+        attempt = entry.job["attempt"] + (1 if count else 0)
+        if attempt >= self.queue_cfg.max_attempts:
+            why = f"gave up after {attempt} attempts; the last ended with {reason}"
+            self._fail(entry, "attempts_exhausted", why + (f": {detail}" if detail else ""), now)
+            return
+        self._commit({"op": "requeue", "job_id": entry.job_id, "attempt": attempt,
+                      "reason": reason, "detail": detail, "t": now})
+        event(log, "job_requeued", logging.WARNING, job_id=entry.job_id, reason=reason,
+              attempt=attempt, detail=detail)
+
+    def _fail(self, entry: JobEntry, reason: str, detail: str | None, now: float) -> None:
+        self._commit({"op": "fail", "job_id": entry.job_id, "reason": reason,
+                      "detail": detail, "t": now})
+        event(log, "job_failed", logging.WARNING, job_id=entry.job_id, reason=reason,
+              detail=detail, attempts=entry.attempts)
+        self.storage.delete_input(entry.job["image_path"])
+
+    def _dispatch(self, now: float) -> None:
+        """THE dispatch rule: the queue's head goes to the worker idle the longest."""
+        while self.book.queue:
+            worker = self.workers.take_idle()
+            if worker is None:
+                return
+            entry = self.book.jobs[self.book.queue[0]]
+            self._commit({"op": "dispatch", "job_id": entry.job_id, "worker": worker.name,
+                          "attempt": entry.job["attempt"], "t": now})
+            worker.job_id = entry.job_id
+            worker.deadline = now + self.queue_cfg.job_deadline_s
+            image = None
+            if worker.inline_images:
+                image = self.storage.read_image(entry.job["image_path"])
+            self._emit(WORKERS, worker.peer, "job", about=entry.job_id, job=dict(entry.job),
+                       image=image, deadline_s=self.queue_cfg.job_deadline_s)
+            event(log, "job_dispatched", job_id=entry.job_id, worker=worker.name,
+                  attempt=entry.job["attempt"], inline=image is not None,
+                  waited_s=round(now - (entry.submitted_at or now), 3))
+
+    def undeliverable(self, out: Out, now: float) -> list[Out]:
+        """A dispatch could not be sent: that worker is gone; its job goes back uncounted."""
+        worker = self.workers.lookup(out.peer)
+        if worker is not None and worker.job_id == out.about:
+            event(log, "worker_lost", logging.WARNING, worker=worker.name, job_id=out.about,
+                  why="unreachable")
+            self.workers.remove(worker)
+            self._release(worker, "worker_unreachable", now, count=False)
+        return self._flush(now)
+
+    # -- time ------------------------------------------------------------
+    def tick(self, now: float) -> list[Out]:
+        """Expire silent peers, take overrun jobs back, re-send un-acked deliveries."""
+        cutoff = now - self.broker_cfg.peer_expiry_s
+        for worker in self.workers.silent_since(cutoff):
+            event(log, "worker_lost", logging.WARNING, worker=worker.name, job_id=worker.job_id,
+                  why="silent", silent_s=round(now - worker.last_seen, 3))
+            self._drop_worker(worker, "worker_lost", now)
+        for worker in self.workers.all():
+            if worker.job_id is not None and worker.deadline is not None and now > worker.deadline:
+                event(log, "job_deadline_exceeded", logging.WARNING, job_id=worker.job_id,
+                      worker=worker.name, deadline_s=self.queue_cfg.job_deadline_s)
+                self._release(worker, "deadline_exceeded", now)  # it stays busy until `ready`
+        self._resend_due(now)
+        return self._flush(now)
+
+    def heartbeats(self) -> list[Out]:
+        """A heartbeat for every connected worker and the uploader."""
+        beat = wire.encode("heartbeat")
+        out = [Out(WORKERS, w.peer, beat) for w in self.workers.all()]
+        if self.uploader is not None:
+            out.append(Out(UPLOADER, self.uploader.peer, beat))
+        return out

@@ -1,0 +1,337 @@
+"""The worker process around an engine: a Paranoid Pirate worker of the broker.
+
+One DEALER socket to ``broker.worker_connect``. The worker sends ``ready``
+when idle and ``heartbeat`` every ``broker.heartbeat_interval_s`` (also while
+busy: inference runs in a separate thread, so a long forward pass never looks
+like a dead worker). It runs one job at a time and answers each with
+``result`` (mask PNGs by name) or ``failed`` (reason, retryable).
+
+If the broker is silent for ``broker.peer_expiry_s`` the worker drops its
+socket and connects a fresh one, waiting a little longer each time (up to
+:data:`MAX_BACKOFF_FACTOR` heartbeat intervals), and announces itself again:
+``ready`` when idle, a busy ``heartbeat`` when a job is still running (its
+result is sent when it is done).
+
+Stopping (:meth:`Worker.request_stop`, wired to SIGTERM): no new work; a
+running job gets up to ``drain_s`` seconds to finish, else it is handed back
+(``failed`` retryable, reason ``worker_shutdown``); then ``disconnect``.
+
+Failure reasons: ``bad_image`` (not a photo we accept), ``image_missing``
+(no such file / no inline bytes), ``no_person`` and other engine reasons,
+``image_unreadable`` and ``worker_error`` (unexpected; retryable).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+import zmq
+
+from common import curve, wire
+from common.config import RefineSettings, Settings
+from common.logs import event
+from common.photo import PhotoError, decode_rgb
+from segworker.engine import Engine, EngineError
+
+#: Longest SIGTERM drain, in seconds, before a running job is handed back
+#: (kept below supervisord's ``stopwaitsecs``).
+DRAIN_TIMEOUT_S = 20.0
+
+#: Longest single poll, in seconds, so a stop request is noticed promptly.
+MAX_POLL_S = 0.2
+
+#: Cap of the reconnect back-off, in heartbeat intervals.
+MAX_BACKOFF_FACTOR = 32
+
+#: How long final messages may take to leave at exit, in milliseconds.
+LINGER_MS = 2000
+
+#: ``process(engine, rgb, refine_settings, write_seg_map) -> {mask name: PNG bytes}``.
+ProcessFn = Callable[[Engine, np.ndarray, RefineSettings, bool], dict[str, bytes]]
+
+log = logging.getLogger("segworker")
+
+
+@dataclass
+class Outcome:
+    """A finished job: the message to send (``result`` or ``failed``) and its fields."""
+
+    msg_type: str
+    fields: dict[str, Any] = field(default_factory=dict)
+
+
+class _Refused(Exception):
+    def __init__(self, reason: str, detail: str, retryable: bool = False) -> None:
+        super().__init__(detail)
+        self.reason, self.retryable = reason, retryable
+
+
+def run_job(job: dict[str, Any], image: bytes | None, engine: Engine, process: ProcessFn,
+            settings: Settings) -> Outcome:
+    """Decode and segment one photo; every failure becomes a ``failed`` outcome."""
+    ids = {"job_id": job["job_id"], "attempt": job["attempt"]}
+    started = time.perf_counter()
+    try:
+        data = image if image is not None else _read_photo(job, settings.workers.inline_images)
+        rgb = decode_rgb(data, settings.server.max_image_pixels)
+        decoded = time.perf_counter()
+        seg = settings.segmentation
+        masks = process(engine, rgb, seg.refine, seg.write_seg_map)
+        timings = {"decode_ms": round((decoded - started) * 1000, 1),
+                   "process_ms": round((time.perf_counter() - decoded) * 1000, 1)}
+        return Outcome("result", {**ids, "masks": masks, "engine": engine.name, "timings": timings})
+    except PhotoError as exc:
+        return _failed(ids, "bad_image", str(exc), False)
+    except _Refused as exc:
+        return _failed(ids, exc.reason, str(exc), exc.retryable)
+    except EngineError as exc:
+        return _failed(ids, exc.reason, str(exc), exc.retryable)
+    except Exception as exc:  # a bug or resource problem: never lose the job
+        event(log, "job_error", logging.ERROR, exc_info=True, job_id=job["job_id"])
+        return _failed(ids, "worker_error", f"{type(exc).__name__}: {exc}", True)
+
+
+def _failed(ids: dict[str, Any], reason: str, detail: str, retryable: bool) -> Outcome:
+    return Outcome("failed", {**ids, "reason": reason, "detail": detail, "retryable": retryable})
+
+
+def _read_photo(job: dict[str, Any], inline_images: bool) -> bytes:
+    if inline_images:
+        raise _Refused("image_missing", "the broker sent no photo bytes (it could not read the "
+                       "file, or this worker should not have WORKER_INLINE_IMAGES set)")
+    path = job["image_path"]
+    if not isinstance(path, str) or not os.path.isabs(path):
+        raise _Refused("image_missing", f"image_path {path!r} is not an absolute path")
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except FileNotFoundError:
+        raise _Refused("image_missing", f"the photo {path} does not exist") from None
+    except OSError as exc:
+        raise _Refused("image_unreadable", f"cannot read {path}: {exc.strerror}", True) from None
+
+
+class InferenceThread:
+    """Runs one job at a time off the socket thread; wakes the loop when done.
+
+    Completion is signalled over an inproc PAIR socket (``wake_socket``), so
+    the main loop polls it alongside the broker socket.
+    """
+
+    def __init__(self, ctx: zmq.Context, work: Callable[[dict, bytes | None], Outcome]) -> None:
+        self._work, self._ctx = work, ctx
+        self._address = f"inproc://segworker-wake-{id(self)}"
+        self.wake_socket = ctx.socket(zmq.PAIR)
+        self.wake_socket.bind(self._address)
+        self._jobs: queue.Queue = queue.Queue()
+        self._done: queue.Queue = queue.Queue()
+        self._thread = threading.Thread(target=self._loop, name="inference", daemon=True)
+        self._thread.start()
+
+    def submit(self, job: dict[str, Any], image: bytes | None) -> None:
+        self._jobs.put((job, image))
+
+    def take(self) -> Outcome:
+        """The finished outcome (call after the wake socket is readable)."""
+        self.wake_socket.recv()
+        return self._done.get_nowait()
+
+    def _loop(self) -> None:
+        wake = self._ctx.socket(zmq.PAIR)
+        wake.connect(self._address)
+        try:
+            while (item := self._jobs.get()) is not None:
+                self._done.put(self._work(*item))
+                wake.send(b"")
+        except zmq.ZMQError:
+            pass  # the loop is gone (a job handed back at shutdown finished late)
+        finally:
+            wake.close(linger=0)
+
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
+    def stop(self, timeout: float = 1.0) -> bool:
+        """Ask the thread to end; True when it has (False: a job is still running)."""
+        self._jobs.put(None)
+        self._thread.join(timeout)
+        self.wake_socket.close(linger=0)
+        return not self._thread.is_alive()
+
+
+class Worker:
+    """The broker-facing loop. ``engine`` and ``process`` are injected (tests use fakes)."""
+
+    def __init__(self, settings: Settings, engine: Engine, process: ProcessFn, index: int = 0,
+                 ctx: zmq.Context | None = None, drain_s: float = DRAIN_TIMEOUT_S) -> None:
+        self.settings, self.engine, self.index, self.drain_s = settings, engine, index, drain_s
+        self.name = f"{socket.gethostname()}-{os.getpid()}-{index}"
+        self.ctx = ctx or zmq.Context.instance()
+        self._keys = self._load_keys()
+        self.interval = settings.broker.heartbeat_interval_s
+        self.expiry = settings.broker.peer_expiry_s
+        self.runner = InferenceThread(
+            self.ctx, lambda job, image: run_job(job, image, engine, process, settings))
+        self.current: dict[str, Any] | None = None   #: {job_id, attempt} of the running job
+        self.abandoned = False   #: a job was handed back while still running
+        self._stop_requested = False
+        self._drain_deadline: float | None = None
+        self._backoff = self.interval   #: extra patience after a reconnect, doubled per loss
+        self._broker_deadline = 0.0     #: monotonic time the broker must be heard from by
+        self.sock: zmq.Socket | None = None
+        self._device = str(engine.describe().get("device", settings.workers.device))
+
+    def _load_keys(self) -> tuple[bytes, bytes, bytes] | None:
+        w = self.settings.workers
+        if not w.curve_server_key_file:
+            return None
+        if not w.curve_secret_key_file:
+            raise curve.CurveError("workers.curve_secret_key_file (WORKER_CURVE_SECRET_FILE) "
+                                   "must be set with workers.curve_server_key_file")
+        public, secret = curve.load_secret(self.settings.resolve(w.curve_secret_key_file))
+        return public, secret, curve.load_public(self.settings.resolve(w.curve_server_key_file))
+
+    def info(self) -> dict[str, Any]:
+        """The WorkerInfo sent with ``ready`` and ``heartbeat``."""
+        return {"id": self.name, "host": socket.gethostname(), "pid": os.getpid(),
+                "index": self.index, "engine": self.engine.name, "model_loaded": True,
+                "device": self._device, "inline_images": self.settings.workers.inline_images,
+                "busy": self.current is not None,
+                "job_id": None if self.current is None else self.current["job_id"]}
+
+    def request_stop(self, *_: Any) -> None:
+        """Stop taking work and leave (safe to call from a signal handler)."""
+        self._stop_requested = True
+
+    # -- socket ----------------------------------------------------------
+    def _connect(self) -> None:
+        if self.sock is not None:
+            self.sock.close(linger=0)  # queued frames are for a broker that is gone
+        self.sock = self.ctx.socket(zmq.DEALER)
+        self.sock.linger = 0
+        if self._keys is not None:
+            self.sock.curve_publickey, self.sock.curve_secretkey, self.sock.curve_serverkey = \
+                self._keys
+        self.sock.connect(self.settings.broker.worker_connect)
+        self._send("ready" if self.current is None else "heartbeat", worker=self.info())
+        self._broker_deadline = time.monotonic() + self.expiry + self._backoff
+
+    def _send(self, msg_type: str, **fields: Any) -> None:
+        try:
+            self.sock.send(wire.encode(msg_type, **fields), zmq.NOBLOCK)
+        except zmq.Again:
+            event(log, "send_dropped", logging.WARNING, type=msg_type, job_id=fields.get("job_id"))
+
+    # -- loop ------------------------------------------------------------
+    def run(self) -> int:
+        """Serve jobs until stopped; returns the exit code (0)."""
+        event(log, "worker_started", worker=self.name, engine=self.engine.name,
+              device=self._device, broker=self.settings.broker.worker_connect,
+              curve=self._keys is not None, inline_images=self.settings.workers.inline_images)
+        self._connect()
+        next_beat = time.monotonic() + self.interval
+        while not self._finished_draining():
+            now = time.monotonic()
+            self._poll(min(MAX_POLL_S, max(0.0, next_beat - now)))
+            now = time.monotonic()
+            if now >= next_beat:
+                self._send("heartbeat", worker=self.info())
+                next_beat = now + self.interval
+            if now > self._broker_deadline:
+                self._backoff = min(self._backoff * 2, self.interval * MAX_BACKOFF_FACTOR)
+                event(log, "broker_lost", logging.WARNING, worker=self.name,
+                      next_check_s=round(self.expiry + self._backoff, 3),
+                      job_id=(self.current or {}).get("job_id"))
+                self._connect()
+        self._leave()
+        return 0
+
+    def _poll(self, timeout_s: float) -> None:
+        poller = zmq.Poller()
+        poller.register(self.sock, zmq.POLLIN)
+        poller.register(self.runner.wake_socket, zmq.POLLIN)
+        ready = dict(poller.poll(timeout_s * 1000))
+        if self.runner.wake_socket in ready:
+            self._finish(self.runner.take())
+        if self.sock in ready:
+            while True:
+                try:
+                    frame = self.sock.recv(zmq.NOBLOCK)
+                except zmq.Again:
+                    break
+                self._on_frame(frame)
+
+    def _on_frame(self, frame: bytes) -> None:
+        self._broker_deadline = time.monotonic() + self.expiry
+        self._backoff = self.interval
+        try:
+            msg = wire.decode(frame)
+        except wire.WireError as exc:
+            event(log, "invalid_frame", logging.WARNING, error=str(exc))
+            return
+        if msg["type"] == "job" and isinstance(msg.get("job"), dict):
+            self._start(msg["job"], msg.get("image"))
+        elif msg["type"] != "heartbeat":
+            event(log, "invalid_frame", logging.WARNING, error=f"unexpected {msg['type']!r}")
+
+    def _start(self, job: dict[str, Any], image: Any) -> None:
+        ids = {"job_id": job["job_id"], "attempt": job["attempt"]}
+        if self.current is not None or self._stop_requested:
+            reason = "worker_shutdown" if self._stop_requested else "worker_busy"
+            event(log, "job_refused", logging.WARNING, reason=reason, **ids)
+            self._send("failed", **ids, reason=reason, detail="worker cannot take a job now",
+                       retryable=True)
+            return
+        self.current = ids
+        event(log, "job_started", worker=self.name, inline=image is not None, **ids)
+        self.runner.submit(job, image if isinstance(image, bytes) else None)
+
+    def _finish(self, outcome: Outcome) -> None:
+        if self.current is None or self.current["job_id"] != outcome.fields["job_id"]:
+            return  # handed back already (drain timeout)
+        self.current = None
+        self._send(outcome.msg_type, **outcome.fields)
+        if outcome.msg_type == "result":
+            event(log, "job_done", job_id=outcome.fields["job_id"], worker=self.name,
+                  timings=outcome.fields["timings"])
+        else:
+            event(log, "job_failed", logging.WARNING, job_id=outcome.fields["job_id"],
+                  worker=self.name, reason=outcome.fields["reason"],
+                  retryable=outcome.fields["retryable"], detail=outcome.fields["detail"])
+        if not self._stop_requested:
+            self._send("ready", worker=self.info())
+
+    def _finished_draining(self) -> bool:
+        """While stopping: True once idle, or once the drain bound has passed
+        (the running job is then handed back)."""
+        if not self._stop_requested:
+            return False
+        if self._drain_deadline is None:
+            self._drain_deadline = time.monotonic() + self.drain_s
+            event(log, "worker_draining", worker=self.name,
+                  job_id=(self.current or {}).get("job_id"), drain_s=self.drain_s)
+        if self.current is None:
+            return True
+        if time.monotonic() < self._drain_deadline:
+            return False
+        event(log, "job_handed_back", logging.WARNING, worker=self.name, **self.current)
+        self._send("failed", **self.current, reason="worker_shutdown",
+                   detail=f"the worker stopped before the job finished ({self.drain_s:g} s drain)",
+                   retryable=True)
+        self.current, self.abandoned = None, True
+        return True
+
+    def _leave(self) -> None:
+        self._send("disconnect")
+        self.sock.close(linger=LINGER_MS)
+        stopped = self.runner.stop(timeout=0.0 if self.abandoned else 1.0)
+        event(log, "worker_stopped", worker=self.name, inference_thread_ended=stopped)

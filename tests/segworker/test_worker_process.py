@@ -1,0 +1,116 @@
+"""The real worker process (``python -m segworker``), pose engine, against a stand-in broker."""
+
+from __future__ import annotations
+
+import io
+import json
+import signal
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zmq
+from PIL import Image
+
+from common import wire
+from tests.segworker.worker_support import FakeBroker
+from tests.support import procs
+
+
+def _logged(log: Path, name: str) -> list[dict]:
+    entries = []
+    for line in log.read_text().splitlines() if log.exists() else []:
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if entry.get("event") == name:
+            entries.append(entry)
+    return entries
+
+
+@pytest.fixture
+def stand_in(tmp_path):
+    ctx = zmq.Context()
+    broker = FakeBroker(ctx)
+    try:
+        yield broker
+    finally:
+        broker.close()
+        ctx.term()
+
+
+def _env(tmp_path: Path, broker: FakeBroker, **extra: str) -> dict[str, str]:
+    return {"BROKER_WORKER_ENDPOINT": broker.endpoint, "SEGMENTATION_ENGINE": "pose",
+            "HEARTBEAT_INTERVAL_S": "0.2", "WORKER_THREADS": "1",
+            "TEMP_FOLDER": str(tmp_path / "tmp"), "STATE_DIR": str(tmp_path / "state"), **extra}
+
+
+def _until(broker: FakeBroker, msg_type: str, timeout: float = 60.0,
+           proc=None, log: Path | None = None) -> tuple[bytes, dict, int]:
+    """The next ``msg_type`` message, and how many heartbeats came before it.
+    With ``proc``, fail at once (showing ``log``) if the process has exited."""
+    beats, deadline = 0, time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"worker exited with {proc.returncode}:\n"
+                                 f"{log.read_text()[-3000:] if log else ''}")
+        try:
+            peer, msg = broker.recv(1.0, skip_heartbeats=False)
+        except AssertionError:
+            continue
+        if msg["type"] == msg_type:
+            return peer, msg, beats
+        assert msg["type"] == "heartbeat", msg
+        beats += 1
+    raise AssertionError(f"no {msg_type} within {timeout}s")
+
+
+@pytest.mark.slow
+def test_pose_worker_serves_a_real_photo_and_drains_on_sigterm(tmp_path, stand_in):
+    from skimage import data
+    photo = tmp_path / "astronaut.png"
+    Image.fromarray(data.astronaut()).save(photo)
+    log = tmp_path / "worker.log"
+    proc = procs.start("segworker", _env(tmp_path, stand_in), "--index", "1", log_path=log)
+    try:
+        peer, ready, _ = _until(stand_in, "ready", 120, proc, log)   # engine load
+        info = ready["worker"]
+        assert (info["engine"], info["model_loaded"], info["index"], info["busy"]) == \
+            ("pose", True, 1, False)
+        assert info["id"].endswith(f"-{proc.pid}-1")
+        [placed] = _logged(log, "worker_placed")
+        assert placed["threads"] == 1 and len(placed["cores"]) == 1
+
+        stand_in.send_job(peer, "astro-1", str(photo))
+        _, result, _ = _until(stand_in, "result")
+        assert (result["job_id"], result["engine"]) == ("astro-1", "pose")
+        for name in (wire.UPPER, wire.LOWER):
+            mask = Image.open(io.BytesIO(result["masks"][name]))
+            assert mask.mode == "L" and mask.size == (512, 512)
+            assert set(np.unique(np.asarray(mask))) <= {0, 255}
+        _, _, beats = _until(stand_in, "ready")
+        _, _, beats = _until(stand_in, "heartbeat")     # heartbeats keep coming
+
+        stand_in.send_job(peer, "astro-2", str(photo))
+        procs.wait_for(lambda: _logged(log, "job_started")[-1:] and
+                       _logged(log, "job_started")[-1]["job_id"] == "astro-2", 30,
+                       what="the second job to start")
+        proc.send_signal(signal.SIGTERM)
+        _, done, _ = _until(stand_in, "result")
+        assert done["job_id"] == "astro-2"
+        _until(stand_in, "disconnect")
+        assert proc.wait(30) == 0
+    finally:
+        procs.stop(proc)
+
+
+def test_bad_configuration_exits_2_before_loading_anything(tmp_path, stand_in):
+    proc = procs.start("segworker", _env(tmp_path, stand_in, WORKER_GPUS="first"),
+                       log_path=tmp_path / "worker.log")
+    try:
+        assert proc.wait(30) == 2
+        assert "workers.gpus" in (tmp_path / "worker.log").read_text()
+    finally:
+        procs.stop(proc)
