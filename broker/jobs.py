@@ -49,6 +49,7 @@ class JobEntry:
     worker: str | None = None      #: worker name holding (or that produced) the job
     submitted_at: float | None = None
     started_at: float | None = None
+    processed_at: float | None = None  #: when the worker's masks were stored
     finished_at: float | None = None
     updated_at: float | None = None
     masks: dict[str, str] | None = None  #: mask name -> absolute path, once stored
@@ -63,7 +64,7 @@ class JobEntry:
                 "provider": self.job["provider"], "state": self.state, "reason": self.reason,
                 "detail": self.detail, "attempts": self.attempts, "worker": self.worker,
                 "submitted_at": self.submitted_at, "started_at": self.started_at,
-                "finished_at": self.finished_at, "updated_at": self.updated_at}
+                "processed_at": self.processed_at, "finished_at": self.finished_at, "updated_at": self.updated_at}
 
 
 @dataclass
@@ -137,6 +138,7 @@ class JobBook:
     def _apply_stored(self, entry: JobEntry, record: dict[str, Any]) -> None:
         self.in_flight.pop(entry.job_id, None)
         entry.state, entry.masks = "uploading", dict(record["masks"])
+        entry.processed_at = record.get("t")
         entry.reason = entry.detail = None
         self.pending[entry.job_id] = None
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import io
 import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
@@ -136,6 +135,10 @@ class ServiceTree:
                        and h.get("workers", 0) >= want,
                        timeout, interval=0.2, what=f"{want} workers ready ({self.logs})")
 
+    def wait_http(self, timeout: float = 30.0) -> None:
+        """Wait until the front end answers /health (whatever the status)."""
+        procs.wait_for(lambda: bool(self.health()), timeout, interval=0.1, what="front end up")
+
     def wait_delivered(self, job_ids: list[str], timeout: float = 120.0) -> None:
         wanted = set(job_ids)
         procs.wait_for(lambda: wanted <= set(self.receiver.delivered_job_ids()), timeout,
@@ -162,7 +165,3 @@ def mask_of(png: bytes) -> np.ndarray:
     arr = np.asarray(img)
     assert set(np.unique(arr)) <= {0, 255}
     return arr == 255
-
-
-def wait_seconds(seconds: float) -> None:
-    time.sleep(seconds)
