@@ -48,8 +48,15 @@ class Peer:
             self.sock.curve_publickey, self.sock.curve_secretkey, self.sock.curve_serverkey = keys
         self.sock.connect(endpoint)
 
-    def send(self, msg_type: str, **fields: Any) -> None:
-        self.sock.send(wire.encode(msg_type, **fields))
+    def send(self, msg_type: str, **fields: Any) -> bool:
+        """Send without blocking, as the real processes do: a DEALER with no
+        connected peer (e.g. a CURVE handshake the broker refused) would block
+        for ever. Returns False when the message could not be queued."""
+        try:
+            self.sock.send(wire.encode(msg_type, **fields), zmq.NOBLOCK)
+        except zmq.Again:
+            return False
+        return True
 
     def recv(self, timeout: float = 10.0, skip_heartbeats: bool = True) -> dict[str, Any]:
         msg = self.poll(timeout, skip_heartbeats)
