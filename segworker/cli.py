@@ -1,0 +1,146 @@
+"""Masks for one photo from the command line, with the same settings as the service.
+
+    python -m segworker.cli PHOTO --out DIR [--seg-map] [--engine auto|schp|pose]
+                            [--config PATH]
+
+Writes ``upper_body_mask.png``, ``lower_body_mask.png`` and ``overlay.png``
+(upper in green, lower in magenta, over the photo) to DIR, plus ``seg_map.png``
+with ``--seg-map`` when the engine has labels (SCHP; the pose engine has
+none). Prints the engine, why it was chosen, and milliseconds per stage.
+Configuration comes from ``common.config.load_settings`` (config.yaml and the
+environment: SCHP_WEIGHTS, SEGMENTATION_ENGINE, ...); ``--engine`` overrides
+``segmentation.engine``.
+
+Exit status: 0 done, 2 unreadable or unaccepted photo (or bad arguments),
+3 no person in the photo, 4 the engine cannot start, 5 bad configuration.
+Errors are one line on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from common.config import ConfigError, Settings, load_settings
+from common.logs import setup_logging
+from common.photo import PhotoError, decode_rgb
+from common.wire import LOWER, SEG_MAP, UPPER
+
+#: Exit statuses (see the module docstring).
+EXIT_BAD_PHOTO, EXIT_NO_PERSON, EXIT_ENGINE, EXIT_CONFIG = 2, 3, 4, 5
+
+#: Name of the preview image written next to the masks.
+OVERLAY_NAME = "overlay.png"
+
+#: Preview colours (RGB) and how strongly they cover the photo (0-1).
+UPPER_COLOUR, LOWER_COLOUR, OVERLAY_ALPHA = (0, 220, 90), (255, 0, 200), 0.55
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; returns the exit status."""
+    args = _parser().parse_args(argv)
+    try:
+        settings = _settings(args)
+    except ConfigError as exc:
+        return _fail(EXIT_CONFIG, f"configuration error: {exc}")
+    setup_logging("segworker-cli", settings.logging.level)
+    try:
+        data = Path(args.photo).read_bytes()
+    except OSError as exc:
+        return _fail(EXIT_BAD_PHOTO, f"cannot read {args.photo}: {exc.strerror}")
+    return _run(settings, data, Path(args.out), args.seg_map)
+
+
+def _run(settings: Settings, data: bytes, out: Path, seg_map: bool) -> int:
+    from segworker.engine import EngineLoadError, NoPersonError
+    from segworker.engines import build_engine
+    from segworker.pipeline import encode_masks, segment_photo
+
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
+    try:
+        rgb = decode_rgb(data, settings.server.max_image_pixels)
+    except PhotoError as exc:
+        return _fail(EXIT_BAD_PHOTO, f"bad photo: {exc}")
+    timings["decode"] = _ms(started)
+    started = time.perf_counter()
+    try:
+        engine = build_engine(settings)
+    except EngineLoadError as exc:
+        return _fail(EXIT_ENGINE, f"engine cannot start: {exc}")
+    timings["engine_load"] = _ms(started)
+    print(f"engine: {engine.name} ({engine.selected_because})")
+    try:
+        masks = segment_photo(engine, rgb, settings.segmentation.refine)
+    except NoPersonError as exc:
+        return _fail(EXIT_NO_PERSON, f"no person: {exc}")
+    files = encode_masks(masks, seg_map)
+    timings.update(masks.timings_ms)
+    out.mkdir(parents=True, exist_ok=True)
+    for name, png in files.items():
+        (out / f"{name}.png").write_bytes(png)
+    Image.fromarray(overlay(rgb, masks.upper, masks.lower)).save(out / OVERLAY_NAME)
+    _report(out, files, seg_map, timings)
+    return 0
+
+
+def overlay(rgb: np.ndarray, upper: np.ndarray, lower: np.ndarray) -> np.ndarray:
+    """A preview: the photo with upper tinted green and lower magenta (overlap: mixed)."""
+    tint = np.zeros(rgb.shape, np.float32)
+    weight = np.zeros(rgb.shape[:2], np.float32)
+    for mask, colour in ((upper, UPPER_COLOUR), (lower, LOWER_COLOUR)):
+        tint[mask] += colour
+        weight[mask] += 1
+    covered = weight > 0
+    tint[covered] /= weight[covered][:, None]
+    alpha = (OVERLAY_ALPHA * covered)[..., None]
+    return (rgb * (1 - alpha) + tint * alpha).round().astype(np.uint8)
+
+
+def _report(out: Path, files: dict[str, bytes], seg_map: bool, timings: dict[str, float]) -> None:
+    written = [f"{name}.png" for name in (UPPER, LOWER, SEG_MAP) if name in files]
+    print(f"wrote: {', '.join(written + [OVERLAY_NAME])} in {out}")
+    if seg_map and SEG_MAP not in files:
+        print("seg_map: not available (this engine has no body-part labels; use SCHP)")
+    stages = "  ".join(f"{stage}={ms:.1f}" for stage, ms in timings.items())
+    print(f"timings_ms: {stages}  total={sum(timings.values()):.1f}")
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    settings = load_settings(args.config)
+    if args.engine:
+        seg = dataclasses.replace(settings.segmentation, engine=args.engine)
+        settings = dataclasses.replace(settings, segmentation=seg)
+    return settings
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m segworker.cli",
+                                     description="Write upper/lower body masks for one photo.")
+    parser.add_argument("photo", help="JPEG or PNG photo of a person")
+    parser.add_argument("--out", required=True, help="folder for the masks and the preview")
+    parser.add_argument("--seg-map", action="store_true",
+                        help="also write seg_map.png (engines with labels only)")
+    parser.add_argument("--engine", choices=("auto", "schp", "pose"),
+                        help="override segmentation.engine (SEGMENTATION_ENGINE)")
+    parser.add_argument("--config", help="config file (default: $SCHP_CONFIG_PATH or config.yaml)")
+    return parser
+
+
+def _fail(code: int, message: str) -> int:
+    print(f"segworker.cli: {message}", file=sys.stderr)
+    return code
+
+
+def _ms(started: float) -> float:
+    return (time.perf_counter() - started) * 1000
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,95 @@
+"""python -m segworker.cli, run as a user would (a subprocess per case)."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from skimage import data
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run_cli(*args: str, **env: str) -> subprocess.CompletedProcess:
+    clean = {k: v for k, v in os.environ.items()
+             if k not in ("SCHP_WEIGHTS", "SEGMENTATION_ENGINE", "SCHP_CONFIG_PATH")}
+    return subprocess.run([sys.executable, "-m", "segworker.cli", *args], cwd=ROOT,
+                          env={**clean, **env}, capture_output=True, text=True, timeout=180)
+
+
+@pytest.fixture(scope="module")
+def astronaut_png(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("photos") / "astronaut.png"
+    Image.fromarray(data.astronaut()).save(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def astronaut_run(astronaut_png, tmp_path_factory):
+    out = tmp_path_factory.mktemp("masks")
+    return run_cli(str(astronaut_png), "--out", str(out), "--seg-map", "--engine", "pose"), out
+
+
+def test_writes_both_masks_and_the_overlay_at_the_photo_size(astronaut_run):
+    done, out = astronaut_run
+    assert done.returncode == 0, done.stderr[-2000:]
+    upper = np.asarray(Image.open(out / "upper_body_mask.png"))
+    lower = np.asarray(Image.open(out / "lower_body_mask.png"))
+    for mask in (upper, lower):
+        assert mask.shape == (512, 512) and mask.dtype == np.uint8
+        assert set(np.unique(mask)) <= {0, 255}
+    assert (upper[300:450, 100:300] == 255).mean() > 0.9     # the suit's torso
+    assert (lower == 255).mean() < 0.05
+    overlay = Image.open(out / "overlay.png")
+    assert overlay.mode == "RGB" and overlay.size == (512, 512)
+
+
+def test_prints_the_engine_and_the_time_of_each_stage(astronaut_run):
+    done, _ = astronaut_run
+    assert "engine: pose (SEGMENTATION_ENGINE=pose)" in done.stdout
+    timings = re.search(r"^timings_ms: (.*)$", done.stdout, re.M)
+    assert timings, done.stdout
+    stages = dict(re.findall(r"(\w+)=([\d.]+)", timings.group(1)))
+    assert {"decode", "pose", "selfie", "garments", "refine", "encode", "total"} <= set(stages)
+
+
+def test_seg_map_is_not_available_from_the_pose_engine(astronaut_run):
+    done, out = astronaut_run
+    assert "seg_map: not available" in done.stdout
+    assert not (out / "seg_map.png").exists()
+
+
+def test_no_person_exits_3_with_one_line(tmp_path):
+    photo = tmp_path / "coffee.png"
+    Image.fromarray(data.coffee()).save(photo)
+    done = run_cli(str(photo), "--out", str(tmp_path / "out"))
+    assert done.returncode == 3
+    assert "segworker.cli: no person:" in done.stderr
+    assert not (tmp_path / "out" / "upper_body_mask.png").exists()
+
+
+def test_a_file_that_is_not_a_photo_exits_2(tmp_path):
+    bogus = tmp_path / "notes.png"
+    bogus.write_text("not an image")
+    done = run_cli(str(bogus), "--out", str(tmp_path / "out"))
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1].startswith("segworker.cli: bad photo:")
+
+
+def test_engine_that_cannot_start_exits_4(astronaut_png, tmp_path):
+    done = run_cli(str(astronaut_png), "--out", str(tmp_path), SEGMENTATION_ENGINE="schp")
+    assert done.returncode == 4
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("segworker.cli: engine cannot start:") and "SCHP_WEIGHTS" in last
+
+
+def test_bad_configuration_exits_5(astronaut_png, tmp_path):
+    done = run_cli(str(astronaut_png), "--out", str(tmp_path), SEGMENTATION_ENGINE="fastest")
+    assert done.returncode == 5
+    assert "SEGMENTATION_ENGINE" in done.stderr

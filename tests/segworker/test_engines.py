@@ -1,0 +1,125 @@
+"""Engine selection: SEGMENTATION_ENGINE = auto | schp | pose, and SCHP_WEIGHTS."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from common.config import load_settings
+from segworker.engine import EngineLoadError
+from segworker.engines import build_engine
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def settings(**env: str):
+    return load_settings(environ={"SCHP_DEVICE": "cpu", **env})
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    """A random-weight SCHP checkpoint (ATR) in the official 2020 file format."""
+    from segworker.schp.network import SchpNet
+    torch.manual_seed(0)
+    model = SchpNet(18)
+    state = {"module." + k: v for k, v in model.state_dict().items()
+             if not k.endswith("num_batches_tracked")}
+    path = tmp_path_factory.mktemp("schp") / "random-atr.pth"
+    torch.save({"state_dict": state}, path)
+    del model, state
+    yield path
+    path.unlink()  # 267 MB: do not leave it in pytest's kept temp dirs
+
+
+@pytest.fixture
+def build():
+    """build_engine, closing pose engines afterwards."""
+    built = []
+
+    def _build(s):
+        engine = build_engine(s)
+        built.append(engine)
+        return engine
+    yield _build
+    for engine in built:
+        if hasattr(engine, "close"):
+            engine.close()
+
+
+def test_auto_without_weights_selects_pose(build, caplog):
+    caplog.set_level(logging.INFO, logger="segworker.engines")
+    engine = build(settings())
+    assert engine.name == "pose"
+    assert engine.selected_because == "SEGMENTATION_ENGINE=auto and no SCHP weights configured"
+    assert engine.describe()["selected_because"] == engine.selected_because
+    logged = [r for r in caplog.records if getattr(r, "event", "") == "engine_selected"]
+    assert logged and logged[0].fields["engine"] == "pose"
+    assert logged[0].fields["selected_because"] == engine.selected_because
+
+
+def test_pose_when_asked_does_not_touch_the_weights(build, tmp_path):
+    engine = build(settings(SEGMENTATION_ENGINE="pose", SCHP_WEIGHTS=str(tmp_path / "missing.pth")))
+    assert engine.name == "pose" and engine.selected_because == "SEGMENTATION_ENGINE=pose"
+
+
+def test_auto_with_valid_weights_selects_schp(build, weights):
+    engine = build(settings(SCHP_WEIGHTS=str(weights)))
+    assert engine.name == "schp"
+    assert engine.selected_because == (f"SEGMENTATION_ENGINE=auto and SCHP weights are "
+                                       f"configured ({weights})")
+    assert engine.describe()["dataset"] == "atr"
+
+
+def test_schp_when_asked_with_valid_weights(build, weights):
+    engine = build(settings(SEGMENTATION_ENGINE="schp", SCHP_WEIGHTS=str(weights)))
+    assert engine.name == "schp" and engine.selected_because == "SEGMENTATION_ENGINE=schp"
+
+
+def test_auto_with_broken_weights_is_a_startup_error_not_a_fallback(tmp_path):
+    broken = tmp_path / "broken.pth"
+    broken.write_bytes(b"not a checkpoint at all" * 100)
+    with pytest.raises(EngineLoadError) as err:
+        build_engine(settings(SCHP_WEIGHTS=str(broken)))
+    message = str(err.value)
+    assert "SCHP engine was selected because SEGMENTATION_ENGINE=auto" in message
+    assert str(broken) in message
+    assert "SEGMENTATION_ENGINE=pose" in message   # says how to get the pose engine instead
+
+
+def test_auto_with_a_missing_weights_file_is_a_startup_error(tmp_path):
+    with pytest.raises(EngineLoadError, match="missing.pth"):
+        build_engine(settings(SCHP_WEIGHTS=str(tmp_path / "missing.pth")))
+
+
+def test_schp_without_weights_says_what_to_set():
+    with pytest.raises(EngineLoadError, match="SCHP_WEIGHTS"):
+        build_engine(settings(SEGMENTATION_ENGINE="schp"))
+
+
+def test_the_pose_path_imports_neither_schp_nor_torch():
+    code = ("import sys\n"
+            "from common.config import load_settings\n"
+            "from segworker.engines import build_engine\n"
+            "engine = build_engine(load_settings(environ={}))\n"
+            "assert engine.name == 'pose'\n"
+            "loaded = [m for m in ('torch', 'segworker.schp') if m in sys.modules]\n"
+            "print('LOADED', loaded)\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("SCHP_WEIGHTS", "SEGMENTATION_ENGINE")}
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "LOADED []" in done.stdout
+
+
+def test_an_unknown_engine_name_is_a_startup_error():
+    s = settings()
+    s = dataclasses.replace(s, segmentation=dataclasses.replace(s.segmentation, engine="fast"))
+    with pytest.raises(EngineLoadError, match="unknown engine 'fast'"):
+        build_engine(s)
