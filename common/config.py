@@ -106,7 +106,7 @@ class SchpSettings:
 class RefineSettings:
     fill_holes: bool = True
     min_speck_fraction: float = 0.002
-    dilation_fraction: float = 0.005
+    dilation_fraction: float = 0.0
     single_person: bool = True
 
 
