@@ -47,8 +47,10 @@ class TempStorage:
             raise StorageError(f"job id {job_id[:130]!r} is not valid")
         directory = self.root / JOBS_DIR / job_id
         try:
-            directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-            os.chmod(directory, 0o700)
+            # jobs/ too is owner-only: its entries are the clients' job ids
+            for folder in (directory.parent, directory):
+                folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+                os.chmod(folder, 0o700)
             paths = {}
             for name, data in masks.items():
                 if name not in wire.MASK_NAMES:

@@ -17,7 +17,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from broker.checks import MAX_DETAIL, MAX_REASON, text
-from broker.jobs import FINAL_STATES, JobEntry
+from broker.jobs import FINAL_STATES, JobEntry, is_redelivery
 from broker.peers import UploaderEntry
 from common.logs import event
 
@@ -81,8 +81,10 @@ class HandoffMixin:
             event(log, "invalid_frame", logging.WARNING, channel=UPLOADER,
                   job_id=text(msg["job_id"], 130), error=f"unknown job state {state!r}")
             return
-        if entry is None or entry.state in FINAL_STATES or entry.masks is None:
-            return  # a repeat, or a job this broker has forgotten
+        if entry is None or entry.masks is None:
+            return  # a job this broker has forgotten
+        if entry.state in FINAL_STATES and not is_redelivery(entry, state):
+            return  # a repeat
         reason, detail = text(msg.get("reason"), MAX_REASON), text(msg.get("detail"), MAX_DETAIL)
         self._commit({"op": "upstate", "job_id": entry.job_id, "state": state,
                       "reason": reason, "detail": detail, "t": now})

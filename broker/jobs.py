@@ -32,7 +32,8 @@ from typing import Any
 #: Version of the snapshot record layout; replay refuses others.
 SNAPSHOT_VERSION = 1
 
-#: States after which a job never changes again.
+#: States a job ends in. The one change after them: a dead letter delivered by
+#: ``uploader redrive`` goes from ``failed`` to ``done`` (see :func:`is_redelivery`).
 FINAL_STATES = ("done", "failed")
 
 
@@ -65,6 +66,13 @@ class JobEntry:
                 "detail": self.detail, "attempts": self.attempts, "worker": self.worker,
                 "submitted_at": self.submitted_at, "started_at": self.started_at,
                 "processed_at": self.processed_at, "finished_at": self.finished_at, "updated_at": self.updated_at}
+
+
+def is_redelivery(entry: JobEntry, state: str) -> bool:
+    """True for the one change a final job still makes: the uploader reports ``done`` for
+    a job it had dead-lettered (``failed`` after its masks were stored), because
+    ``python -m uploader redrive`` delivered it after all."""
+    return state == "done" and entry.state == "failed" and entry.masks is not None
 
 
 @dataclass
@@ -149,10 +157,20 @@ class JobBook:
 
     def _apply_upstate(self, entry: JobEntry, record: dict[str, Any]) -> None:
         state = record["state"]
-        if state in FINAL_STATES:
+        if is_redelivery(entry, state):
+            self._redelivered(entry, record)
+        elif state in FINAL_STATES:
             self._finish(entry, state, record)
         elif entry.state not in FINAL_STATES:
             entry.state = state
+
+    def _redelivered(self, entry: JobEntry, record: dict[str, Any]) -> None:
+        """A dead-lettered job delivered by ``uploader redrive``: failed -> done.
+        It is already among the finished jobs; only its state and the counters move."""
+        entry.state, entry.finished_at = "done", record.get("t")
+        entry.reason, entry.detail = record.get("reason"), record.get("detail")
+        self.counters.failed -= 1
+        self.counters.done += 1
 
     def _finish(self, entry: JobEntry, state: str, record: dict[str, Any]) -> None:
         if entry.state in FINAL_STATES:

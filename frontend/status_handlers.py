@@ -8,6 +8,7 @@ does not (503, ``status: degraded``, with a ``detail``).
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 from common.ids import is_valid_id
@@ -24,6 +25,12 @@ log = logging.getLogger(__name__)
 
 #: Job record fields kept from clients: server paths are internal.
 HIDDEN_JOB_FIELDS = ("image_path",)
+
+#: Record fields of free text, in which a server path is replaced by :data:`TEMP_FOLDER_NAME`.
+TEXT_JOB_FIELDS = ("reason", "detail")
+
+#: What clients see instead of the TEMP_FOLDER path in a failure's text.
+TEMP_FOLDER_NAME = "TEMP_FOLDER"
 
 
 def _broker_down(exc: BrokerUnavailable) -> ApiError:
@@ -74,9 +81,10 @@ class JobHandler(JsonHandler):
 
     SUPPORTED_METHODS = ("GET",)
 
-    def initialize(self, inflight: InFlight, broker: BrokerClient, api_key: str | None) -> None:
+    def initialize(self, inflight: InFlight, broker: BrokerClient, api_key: str | None,
+                   temp_folder: Path | None = None) -> None:
         super().initialize(inflight)
-        self.broker, self.api_key = broker, api_key
+        self.broker, self.api_key, self.temp_folder = broker, api_key, temp_folder
 
     async def get(self, job_id: str) -> None:
         self.check_api_key(self.api_key)
@@ -88,7 +96,7 @@ class JobHandler(JsonHandler):
             raise _broker_down(exc) from None
         if record is None:
             raise ApiError(404, f"no job with job_id {job_id}", kind="unknown_job")
-        self.write_json(public_record(job_id, record))
+        self.write_json(public_record(job_id, record, self.temp_folder))
 
 
 class OpenApiHandler(JsonHandler):
@@ -104,8 +112,15 @@ class OpenApiHandler(JsonHandler):
         self.write_json(self.document)
 
 
-def public_record(job_id: str, record: dict[str, Any]) -> dict[str, Any]:
-    """The broker's job record as clients see it: internal fields dropped."""
+def public_record(job_id: str, record: dict[str, Any],
+                  temp_folder: Path | None = None) -> dict[str, Any]:
+    """The broker's job record as clients see it: internal fields dropped, and the
+    ``temp_folder`` path written as ``TEMP_FOLDER`` in failure texts (a worker's or the
+    broker's message, e.g. "cannot write masks under /srv/tmp/jobs/j1: No space left")."""
     body = {key: value for key, value in record.items() if key not in HIDDEN_JOB_FIELDS}
     body.setdefault("job_id", job_id)
+    if temp_folder is not None:
+        for key in TEXT_JOB_FIELDS:
+            if isinstance(body.get(key), str):
+                body[key] = body[key].replace(str(temp_folder), TEMP_FOLDER_NAME)
     return body

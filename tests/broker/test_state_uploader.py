@@ -54,7 +54,7 @@ def test_uploader_states_update_the_record_and_counters():
         h.uploader("ack", job_id=job_id)
     h.uploader("state", job_id="j0", state="done", reason=None, detail=None)
     h.uploader("state", job_id="j1", state="failed", reason="upload_rejected", detail="HTTP 400")
-    h.uploader("state", job_id="j1", state="done", reason=None, detail=None)  # too late: final
+    h.uploader("state", job_id="j0", state="failed", reason="late", detail=None)  # done is final
     h.uploader("heartbeat", counters={"delivered": 1, "retried": 4, "dead_lettered": 1})
     assert h.query("j0")["state"] == "done"
     assert (h.query("j1")["state"], h.query("j1")["reason"]) == ("failed", "upload_rejected")
@@ -62,6 +62,24 @@ def test_uploader_states_update_the_record_and_counters():
     assert (stats["jobs_processed"], stats["delivered"], stats["failed"]) == (1, 1, 1)
     assert (stats["upload_retried"], stats["dead_lettered"]) == (4, 1)
     assert stats["uploader_alive"] is True
+
+
+def test_a_redriven_dead_letter_goes_from_failed_to_done():
+    h = Harness()
+    h.uploader("ready", counters={})
+    _stored(h, "j1")
+    h.uploader("ack", job_id="j1")
+    h.uploader("state", job_id="j1", state="failed", reason="upload_retries_exhausted",
+               detail="6 attempts")
+    assert (h.stats()["jobs_processed"], h.stats()["failed"]) == (0, 1)
+    h.uploader("state", job_id="j1", state="done", reason=None, detail=None)  # redrive
+    h.uploader("state", job_id="j1", state="done", reason=None, detail=None)  # a repeat
+    record = h.query("j1")
+    assert (record["state"], record["reason"]) == ("done", None)
+    stats = h.stats()
+    assert (stats["jobs_processed"], stats["delivered"], stats["failed"]) == (1, 1, 0)
+    h.uploader("state", job_id="j1", state="failed", reason="stale", detail=None)
+    assert h.query("j1")["state"] == "done"
 
 
 def test_silent_uploader_is_dropped_and_deliveries_wait():
