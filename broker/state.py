@@ -45,6 +45,11 @@ from common.logs import event
 #: Channel names used in :class:`Out` (one per ROUTER socket).
 FRONT, WORKERS = "front", "workers"
 
+#: Seconds dispatch pauses after a result could not be stored (disk full or
+#: read-only): the job waits at the head of the queue instead of spending its
+#: attempts on a fault that is not its own.
+STORAGE_RETRY_S = 5.0
+
 log = logging.getLogger("broker")
 
 
@@ -84,6 +89,7 @@ class BrokerCore(HandoffMixin):
         self.uploader_counters: dict[str, int] = {}
         self.sent_at: dict[str, float] = {}   #: job_id -> when its deliver was last sent
         self.stopping = False
+        self.paused_until = 0.0   #: no dispatch before this time (storage trouble)
         self._out: list[Out] = []
 
     # -- plumbing --------------------------------------------------------
@@ -245,8 +251,10 @@ class BrokerCore(HandoffMixin):
         try:
             paths = self.storage.store_masks(entry.job_id, msg["masks"])
         except StorageError as exc:
-            event(log, "store_failed", logging.ERROR, job_id=entry.job_id, error=str(exc))
-            self._requeue(entry, "store_failed", now, str(exc))
+            event(log, "store_failed", logging.ERROR, job_id=entry.job_id, error=str(exc),
+                  dispatch_paused_s=STORAGE_RETRY_S)
+            self.paused_until = now + STORAGE_RETRY_S
+            self._requeue(entry, "store_failed", now, str(exc), count=False)
             return
         worker.jobs_done += 1
         self._commit({"op": "stored", "job_id": entry.job_id, "masks": paths, "t": now})
@@ -306,6 +314,8 @@ class BrokerCore(HandoffMixin):
 
     def _dispatch(self, now: float) -> None:
         """THE dispatch rule: the queue's head goes to the worker idle the longest."""
+        if now < self.paused_until:
+            return
         while self.book.queue:
             worker = self.workers.take_idle()
             if worker is None:

@@ -1,6 +1,6 @@
 """The broker core on its own: lost workers, deadlines, retries and stale results."""
 
-from broker.state import WORKERS, Out
+from broker.state import STORAGE_RETRY_S, WORKERS, Out
 from common import wire
 from tests.broker.fakes import MASKS, ROOT, Harness, dispatched
 
@@ -136,6 +136,23 @@ def test_bad_result_and_store_failure_requeue():
     h.worker("w1")
     h.result("w1", "j0", attempt=1)
     assert (h.query("j0")["state"], h.query("j0")["reason"]) == ("queued", "store_failed")
+
+
+def test_a_full_disk_pauses_dispatch_instead_of_spending_attempts():
+    h = Harness(max_attempts=2)
+    h.submit("j0")
+    h.storage.fail_store = True
+    h.worker("w1")
+    h.result("w1", "j0")
+    record = h.query("j0")
+    assert (record["state"], record["reason"]) == ("queued", "store_failed")
+    assert h.book.jobs["j0"].job["attempt"] == 0      # the disk's fault, not the job's
+    assert dispatched(h.worker("w1")) == []           # paused: the idle worker waits
+    h.storage.fail_store = False
+    h.at(h.now + STORAGE_RETRY_S)
+    assert dispatched(h.core.tick(h.now)) == [(b"w1", "j0")]
+    h.result("w1", "j0")
+    assert h.query("j0")["state"] == "uploading"
 
 
 def test_journal_failure_after_accept_is_logged_and_the_broker_goes_on():
