@@ -24,9 +24,12 @@ def test_photo_becomes_two_masks_at_the_asset_service(service):
     upper = mask_of(upload["files"]["upper_body_mask"])
     lower = mask_of(upload["files"]["lower_body_mask"])
     assert upper.shape == lower.shape == (512, 512)  # the photo's size
-    # The astronaut's suit fills the lower middle of the frame: the upper mask
-    # covers the chest, the lower mask (no legs in the photo) is empty or tiny.
-    assert upper[380:500, 150:350].mean() > 0.6
+    # The astronaut's suit fills the lower left of the frame (the helmet she holds
+    # is on the right): the upper mask covers the suit's chest and sleeve, not her
+    # face or the background above; the lower mask (no legs in the photo) is empty
+    # or tiny.
+    assert upper[230:450, 60:260].mean() > 0.9
+    assert upper[:140].mean() < 0.01 and upper[:, 470:].mean() < 0.05
     assert lower.mean() < 0.02
 
     record = service.wait_state("e2e-job-1", ("done",))
