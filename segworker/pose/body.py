@@ -17,12 +17,15 @@ import numpy as np
 # BlazePose landmark indices (the model's fixed output order).
 NOSE, L_EYE, R_EYE, L_EAR, R_EAR, MOUTH_L, MOUTH_R = 0, 2, 5, 7, 8, 9, 10
 L_SHOULDER, R_SHOULDER, L_ELBOW, R_ELBOW, L_WRIST, R_WRIST = 11, 12, 13, 14, 15, 16
-L_INDEX, R_INDEX = 19, 20
+L_PINKY, R_PINKY, L_INDEX, R_INDEX = 17, 18, 19, 20
 L_HIP, R_HIP, L_KNEE, R_KNEE, L_ANKLE, R_ANKLE = 23, 24, 25, 26, 27, 28
 L_HEEL, R_HEEL, L_TOE, R_TOE = 29, 30, 31, 32
 
 #: Body-part codes in :attr:`Regions.part`.
 HEAD, ARM, TORSO, THIGH, CALF, FOOT = 0, 1, 2, 3, 4, 5
+
+#: Fingertip landmarks: the wrist-to-finger segments are the hands.
+HANDS = (L_INDEX, R_INDEX)
 
 #: Landmark pairs whose segments make each limb part.
 LIMBS: dict[int, tuple[tuple[int, int], ...]] = {
@@ -42,6 +45,10 @@ WAIST_RISE = 0.2
 #: of that distance (negative: the disc is smaller, so the neck and collar are
 #: decided by the torso and arm segments).
 HEAD_RADIUS = -0.3
+
+#: Smallest body breadth used for distances, as a share of the torso length
+#: (frontal shoulders are about 0.6-0.7 of it).
+MIN_BREADTH = 0.6
 
 
 @dataclass(frozen=True)
@@ -72,6 +79,13 @@ class Body:
         return max(float(np.linalg.norm(self.points[L_SHOULDER] - self.points[R_SHOULDER])), 1.0)
 
     @property
+    def breadth(self) -> float:
+        """Shoulder width, but at least :data:`MIN_BREADTH` of the torso
+        length: a body turned sideways shows narrow shoulders, yet its
+        clothes reach as far from the stick figure as a frontal body's."""
+        return max(self.shoulder_width, MIN_BREADTH * self.torso_length)
+
+    @property
     def hip_width(self) -> float:
         return max(float(np.linalg.norm(self.points[L_HIP] - self.points[R_HIP])), 1.0)
 
@@ -90,7 +104,9 @@ class Regions:
 
     part: np.ndarray    #: H x W uint8 part code (HEAD, ARM, ...)
     t: np.ndarray       #: H x W float32 position along the torso axis
-    reach: np.ndarray   #: H x W float32 distance to the nearest arm, torso or leg segment (px)
+    #: H x W float32 distance to the nearest sleeve (arm without the hand),
+    #: torso or leg segment (px)
+    reach: np.ndarray
     grid: tuple[np.ndarray, np.ndarray]  #: (X, Y) float32 pixel coordinates
 
     @property
@@ -135,9 +151,25 @@ def body_regions(body: Body, height: int, width: int) -> Regions:
                    (p[R_SHOULDER], p[R_HIP]), (p[L_SHOULDER], p[R_SHOULDER]), (p[L_HIP], p[R_HIP]))
     distances[TORSO] = _nearest(grid, torso_lines)
     for part, pairs in LIMBS.items():
-        distances[part] = _nearest(grid, tuple((p[i], p[j]) for i, j in pairs))
-    reach = distances[[ARM, TORSO, THIGH, CALF]].min(axis=0)
+        if part != ARM:
+            distances[part] = _nearest(grid, tuple((p[i], p[j]) for i, j in pairs))
+    # Garments end at the wrist: what lies around a hand (a bag, a phone) is
+    # measured from the sleeve, not from the hand that holds it.
+    sleeves = _nearest(grid, tuple((p[i], p[j]) for i, j in LIMBS[ARM] if j not in HANDS))
+    hands = _nearest(grid, tuple((p[i], p[j]) for i, j in LIMBS[ARM] if j in HANDS))
+    distances[ARM] = np.minimum(sleeves, hands)
+    reach = np.minimum(sleeves, distances[[TORSO, THIGH, CALF]].min(axis=0))
     return Regions(np.argmin(distances, axis=0).astype(np.uint8), torso_axis(body, grid), reach, grid)
+
+
+def hand_distance(body: Body, grid: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """Distance (pixels) from every pixel to the nearest hand's centre (the
+    mean of its wrist, index and pinky landmarks)."""
+    p = body.points
+    left = (p[L_WRIST] + p[L_INDEX] + p[L_PINKY]) / 3
+    right = (p[R_WRIST] + p[R_INDEX] + p[R_PINKY]) / 3
+    return np.minimum(np.hypot(grid[0] - left[0], grid[1] - left[1]),
+                      np.hypot(grid[0] - right[0], grid[1] - right[1]))
 
 
 def torso_axis(body: Body, grid: tuple[np.ndarray, np.ndarray]) -> np.ndarray:

@@ -12,7 +12,13 @@ Pure numpy/cv2; the MediaPipe side is in :mod:`segworker.pose.detector`.
    about (chest: upper garment; tops of the thighs: lower garment; face:
    skin; top of the head: hair; just outside the silhouette: background),
    and a sixth class, "carried", has a flat colour model and a prior that
-   grows with the distance from the stick figure. Each pixel takes the class
+   grows with the distance from the sleeves, torso and legs (hands do not
+   count: garments end at the wrist) and is raised around each hand (what a
+   hand holds is carried unless its colour is clearly a garment's). When the
+   thighs show the chest's colours but the calves another garment, the
+   person wears a long coat (or tunic): the leg garment is learnt from the
+   calves and the thighs' other colours, and the upper garment may reach
+   below the waist on colour alone. Each pixel takes the class
    with the best colour likelihood plus geometric prior, smoothed along the
    photo's colour edges, and the upper and lower models are refitted once to
    what they won. This moves hair lying on the shoulders out of the upper
@@ -20,7 +26,8 @@ Pure numpy/cv2; the MediaPipe side is in :mod:`segworker.pose.detector`.
    bag held away from the body, and lets a garment's colour move the split
    between upper and lower from the waist line.
 4. Skin takes the side of the geometry (bare arms are upper, bare legs lower);
-   head, hair, feet, background and carried things are in neither mask.
+   head, hair, feet, background and carried things are in neither mask. A
+   photo whose silhouette has no thighs (cut at the waist) has no lower body.
 
 All of this runs on a copy shrunk to at most :data:`WORK_SIDE` pixels; the
 masks are then scaled back and cut to the full-resolution silhouette.
@@ -74,13 +81,34 @@ SMOOTH_SHARE = 0.004
 #: background model, as a share of the image diagonal.
 RING_SHARE = 0.03
 
-#: Distance from the stick figure (arms, torso, legs) where the "carried"
-#: prior starts to rise, as a share of the shoulder width. Nearly all garment
+#: Distance from the stick figure (sleeves, torso, legs) where the "carried"
+#: prior starts to rise, as a share of the body breadth (shoulder width, or
+#: more for a body turned sideways: ``Body.breadth``). Nearly all garment
 #: pixels are closer; a quarter of bag pixels are more than twice as far.
 CARRIED_FROM = 0.2
 
-#: Rise of the "carried" log-prior per shoulder width beyond CARRIED_FROM.
+#: Rise of the "carried" log-prior per body breadth beyond CARRIED_FROM.
 CARRIED_SLOPE = 20.0
+
+#: Radius of the zone around a hand's centre, as a share of the body breadth.
+HAND_REACH = 0.3
+
+#: Log-prior bonus of "carried" in the zone around a hand.
+HAND_BONUS = 3.0
+
+#: Log-likelihood margin over a flat colour model from which a colour counts
+#: as one of a seed's colours (used to tell skin on the calves).
+LIKE_MARGIN = 2.0
+
+#: Long-coat test (``_leg_garment_seed``): colour overlap of chest and
+#: thighs from which they may be one garment (Bhattacharyya coefficient) ...
+COAT_SAME = 0.85
+
+#: ... how much less the calves must overlap the chest than the thighs do ...
+COAT_GAP = 0.2
+
+#: ... and the share of the calves that must be clothed (not skin-coloured).
+COAT_CLOTHED = 0.5
 
 # Class order in the colour classification.
 UPPER, LOWER, SKIN, HAIR, BACKGROUND, CARRIED = range(6)
@@ -121,8 +149,16 @@ def _classify(rgb: np.ndarray, person: np.ndarray, silhouette: np.ndarray,
     regions = B.body_regions(body, h, w)
     bins = quantize(rgb)
     seeds = _seeds(body, regions, silhouette, person)
+    thighs = seeds[LOWER]
+    seeds[LOWER] = _leg_garment_seed(bins, seeds, _calves(body, regions, silhouette))
     models = [colour_model(bins, seed) for seed in seeds] + [flat_model()]
     priors = _priors(body, regions, person)
+    if not thighs.any():  # no thighs in the silhouette (a photo cut at the waist)
+        priors[LOWER] = np.float32(-FAR_PENALTY)
+    if seeds[LOWER] is not thighs:
+        # A long coat: the upper garment goes on below the waist, and the leg
+        # garment's own colours are known, so colour alone decides there.
+        priors[UPPER] = np.maximum(priors[UPPER], np.float32(0.0))
     smoother = edge_smoother(rgb, int(SMOOTH_SHARE * np.hypot(h, w)))
     choice = best_class(bins, models, priors, smoother)
     # Refit the garment models to what they won: seeds are small, and the
@@ -131,11 +167,50 @@ def _classify(rgb: np.ndarray, person: np.ndarray, silhouette: np.ndarray,
     models[UPPER] = colour_model(bins, zone & (choice == UPPER))
     models[LOWER] = colour_model(bins, zone & (choice == LOWER))
     choice = best_class(bins, models, priors, smoother)
-    body_part = silhouette & (regions.part != B.HEAD) & (regions.part != B.FOOT)
     skin = choice == SKIN
-    upper = body_part & ((choice == UPPER) | (skin & regions.geometric_upper))
-    lower = body_part & ((choice == LOWER) | (skin & regions.geometric_lower))
-    return upper, lower
+    upper = zone & ((choice == UPPER) | (skin & regions.geometric_upper))
+    lower = zone & ((choice == LOWER) | (skin & regions.geometric_lower))
+    # No thighs, no lower body (the hand on the torso's bottom edge is skin).
+    return upper, lower & thighs.any()
+
+
+def _calves(body: B.Body, regions: B.Regions, silhouette: np.ndarray) -> np.ndarray:
+    """Silhouette pixels along the upper two thirds of the calves (above the shoes)."""
+    p, grid = body.points, regions.grid
+    reach = _leg_reach(body)
+    calves = np.zeros_like(silhouette)
+    for knee, ankle in ((B.L_KNEE, B.L_ANKLE), (B.R_KNEE, B.R_ANKLE)):
+        shin = p[knee] + (p[ankle] - p[knee]) * 0.67  # stops short of the shoes
+        calves |= B.segment_distance(grid, p[knee], shin) < reach
+    return silhouette & calves
+
+
+def _leg_garment_seed(bins: np.ndarray, seeds: list[np.ndarray], calves: np.ndarray) -> np.ndarray:
+    """The lower-garment seed, without a long coat's colours.
+
+    The thighs' seed shows the chest's colours both for a suit and for a coat
+    (or tunic) over the leg garment. The calves tell them apart: a suit's
+    trousers go on down in the chest's colours, while under a coat's hem the
+    leg garment shows in other colours. In that case the seed becomes the
+    clothed (not skin-coloured) calves plus the thigh pixels whose colour is
+    likelier under the calves' colours than under the chest's; otherwise the
+    thighs' seed is returned unchanged.
+    """
+    thighs = seeds[LOWER]
+    skin_like = colour_model(bins, seeds[SKIN])[bins] > flat_model()[0] + LIKE_MARGIN
+    clothed = calves & ~skin_like
+    if not thighs.any() or clothed.sum() < COAT_CLOTHED * max(calves.sum(), 1):
+        return thighs
+    chest, thigh, calf = (colour_model(bins, seed) for seed in (seeds[UPPER], thighs, clothed))
+    chest_thigh, chest_calf = _overlap(chest, thigh), _overlap(chest, calf)
+    if chest_thigh < COAT_SAME or chest_thigh - chest_calf < COAT_GAP:
+        return thighs
+    return clothed | (thighs & (calf[bins] > chest[bins]))
+
+
+def _overlap(a: np.ndarray, b: np.ndarray) -> float:
+    """Bhattacharyya coefficient of two colour models (1: same colours, 0: none shared)."""
+    return float(np.sum(np.sqrt(np.exp(a.astype(np.float64) + b))))
 
 
 def _silhouette(person: np.ndarray, everyone: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -155,7 +230,7 @@ def _seeds(body: B.Body, regions: B.Regions, silhouette: np.ndarray,
     grid, t, p = regions.grid, regions.t, body.points
     chest = (B.segment_distance(grid, body.shoulder_mid, body.hip_mid) < 0.3 * body.shoulder_width)
     upper = silhouette & chest & (t > 0.25) & (t < 0.8)
-    thigh_reach = 0.2 * body.hip_width + 0.05 * body.torso_length
+    thigh_reach = _leg_reach(body)
     thighs = np.zeros_like(silhouette)
     for hip, knee in ((B.L_HIP, B.L_KNEE), (B.R_HIP, B.R_KNEE)):
         thighs |= B.segment_distance(grid, p[hip], (p[hip] + p[knee]) / 2) < thigh_reach
@@ -182,9 +257,18 @@ def _priors(body: B.Body, regions: B.Regions, person: np.ndarray) -> list[np.nda
     hair = np.where(t < 0.6, -HAIR_FALL * head_gap, -FAR_PENALTY)
     p = np.clip(person, 1e-3, 1 - 1e-3)
     background = np.log(1 - p) - np.log(p)
-    carried = CARRIED_SLOPE * (regions.reach / body.shoulder_width - CARRIED_FROM)
+    carried = CARRIED_SLOPE * (regions.reach / body.breadth - CARRIED_FROM)
+    # What a hand holds is carried (garments end at the wrist); the colour
+    # still wins for a garment under the hand (a hand on the hip).
+    held = B.hand_distance(body, regions.grid) < HAND_REACH * body.breadth
+    carried = carried + HAND_BONUS * held
     return [upper.astype(np.float32), lower.astype(np.float32), SKIN_PRIOR,
             hair.astype(np.float32), background.astype(np.float32), carried.astype(np.float32)]
+
+
+def _leg_reach(body: B.Body) -> float:
+    """Distance from a leg's bone line that is surely still the leg (pixels)."""
+    return 0.2 * body.hip_width + 0.05 * body.torso_length
 
 
 def _face(body: B.Body, grid: tuple[np.ndarray, np.ndarray]) -> np.ndarray:

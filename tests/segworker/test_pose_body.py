@@ -97,3 +97,29 @@ def test_torso_axis_follows_a_tilted_body():
         ry_i, rx_i = int(round(ry)), int(round(rx))
         assert lying.part[ry_i, rx_i] == upright.part[y, x]
         assert lying.t[ry_i, rx_i] == pytest.approx(upright.t[y, x], abs=0.02)
+
+
+def test_breadth_is_the_shoulder_width_unless_the_body_is_turned_sideways():
+    marks = standing_landmarks()[:, :2]
+    broad = marks.copy()
+    broad[B.L_SHOULDER, 0], broad[B.R_SHOULDER, 0] = 145, 55  # shoulders 90 px apart
+    assert B.Body(broad).breadth == pytest.approx(90.0)
+    turned = marks.copy()
+    turned[B.L_SHOULDER, 0], turned[B.R_SHOULDER, 0] = 110, 90  # shoulders 20 px apart
+    assert B.Body(turned).breadth == pytest.approx(B.MIN_BREADTH * 120.0)
+
+
+def test_reach_is_measured_from_the_sleeves_not_from_the_hands(regions):
+    """Just below the left index fingertip (148, 212) the pixel is nearest
+    the hand, but its reach runs to the wrist (148, 195): garments end there."""
+    assert regions.part[225, 148] == B.ARM
+    assert regions.reach[225, 148] == pytest.approx(30.0, abs=0.5)
+    assert regions.reach[140, 142] == pytest.approx(0.0)  # on the left elbow
+
+
+def test_hand_distance_is_zero_at_each_hand_centre():
+    body = B.Body(standing_landmarks()[:, :2])
+    d = B.hand_distance(body, B.pixel_grid(HEIGHT, WIDTH))
+    left = (np.array([148, 195]) + np.array([148, 212]) + np.array([150, 208])) / 3
+    assert d[int(round(left[1])), int(round(left[0]))] < 1.0
+    assert d[205, 100] == pytest.approx(100 - (52 + 52 + 50) / 3, abs=1.0)  # between the hands

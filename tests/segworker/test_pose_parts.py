@@ -153,3 +153,63 @@ def test_large_photos_are_analysed_shrunk_and_masks_come_back_full_size():
     assert masks.upper.shape == (HEIGHT * scale, WIDTH * scale)
     assert share(masks.upper, big["top"]) > 0.9
     assert share(masks.lower, big["trousers"]) > 0.9
+
+
+def with_painted(figure: dict, name: str, region: np.ndarray, colour) -> dict:
+    """A copy of ``figure`` with ``region`` painted ``colour`` and made part
+    of the person, kept as the layer ``name``."""
+    out = dict(figure, rgb=figure["rgb"].copy(), person=figure["person"] | region)
+    out["rgb"][region] = colour
+    out[name] = region
+    return out
+
+
+def test_a_long_coat_over_trousers_is_upper_below_the_waist(figure):
+    """The top's red goes on down the outer thighs to the knees, as an open
+    coat does; the blue trousers show between its sides and on the calves."""
+    rows = np.arange(HEIGHT)[:, None]
+    cols = np.arange(WIDTH)[None, :]
+    coat = (rows >= 180) & (rows < 285) & (figure["trousers"] | ((cols >= 62) & (cols < 138)))
+    coat &= (cols < 92) | (cols >= 108)  # open at the front
+    coated = with_painted(figure, "coat", coat, RED)
+    masks = masks_of(coated)
+    below_waist = coat & (rows > 196)
+    assert below_waist.sum() > 1500
+    assert share(masks.upper, below_waist) > 0.7
+    calves = figure["trousers"] & (rows > 295) & ~coat
+    assert share(masks.lower, calves) > 0.85
+
+
+def test_a_suit_is_split_at_the_waist_line(figure):
+    """Top and trousers in one colour: the coat rule must not take the legs."""
+    suit = dict(figure, rgb=figure["rgb"].copy())
+    suit["rgb"][figure["trousers"]] = RED
+    masks = masks_of(suit)
+    assert share(masks.lower, figure["trousers"] & (np.arange(HEIGHT)[:, None] > 215)) > 0.9
+    assert share(masks.upper, figure["top"] & (np.arange(HEIGHT)[:, None] < 170)) > 0.9
+
+
+def test_a_clutch_in_the_hand_is_in_neither_mask_even_in_the_trousers_colour(figure):
+    """Held at the hip in the trousers' own blue, close to the body: only the
+    hand holding it says it is carried. (A clutch in the top's colour held
+    against the top stays in the mask: the colour outweighs the hand.)"""
+    clutch = np.zeros((HEIGHT, WIDTH), bool)
+    clutch[200:226, 134:164] = True
+    clutch &= ~figure["hands"]
+    masks = masks_of(with_painted(figure, "clutch", clutch, BLUE))
+    assert share(masks.upper | masks.lower, clutch) < 0.25
+    assert share(masks.upper, figure["top"]) > 0.9
+    assert share(masks.lower, figure["trousers"] & ~clutch) > 0.9
+
+
+def test_a_photo_cut_at_the_waist_has_no_lower_body():
+    """The landmarks still place the hips and legs (off the photo), but no
+    thigh is in the silhouette: with no leg garment to learn from, nothing is
+    called lower body, not even the trousers' waistband at the bottom edge."""
+    short_top = draw_figure(top_hem_y=170)
+    cut = 196
+    person = short_top["person"][:cut].astype(np.float32)
+    masks = garment_masks(short_top["rgb"][:cut], standing_landmarks(), person, person)
+    assert short_top["trousers"][:cut].sum() > 500
+    assert not masks.lower.any()
+    assert share(masks.upper, short_top["top"][:cut]) > 0.9
