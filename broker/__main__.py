@@ -11,8 +11,7 @@ import sys
 from pathlib import Path
 
 from common import curve
-from common.config import ConfigError, load_settings
-from common.logs import setup_logging
+from common.startup import start_process
 
 
 def _keygen(directory: str, name: str) -> int:
@@ -37,12 +36,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "keygen":
         return _keygen(args.directory, args.name)
-    try:
-        settings = load_settings()
-    except ConfigError as exc:
-        print(f"broker: configuration error: {exc}", file=sys.stderr)
+    settings = start_process("broker")
+    if settings is None:
         return 2
-    setup_logging("broker", settings.logging.level)
     from broker.server import serve  # after logging, so start-up problems are JSON lines
     return serve(settings)
 

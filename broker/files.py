@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Mapping
 
 from common import wire
+from common.files import DIR_MODE, fsync_dir, is_under, private_dir, replace_file
 from common.ids import is_valid_id
 from common.logs import event
 
@@ -36,10 +37,8 @@ class TempStorage:
 
     def owns(self, path: str) -> bool:
         """True when ``path`` is absolute and, symlinks resolved, inside TEMP_FOLDER."""
-        if not isinstance(path, str) or not os.path.isabs(path) or "\x00" in path:
-            return False
-        real = Path(os.path.realpath(path))
-        return real != self.root and self.root in real.parents
+        return (isinstance(path, str) and os.path.isabs(path) and "\x00" not in path
+                and is_under(Path(path), self.root))
 
     def store_masks(self, job_id: str, masks: Mapping[str, bytes]) -> dict[str, str]:
         """Write each mask durably; returns mask name -> absolute path."""
@@ -47,38 +46,22 @@ class TempStorage:
             raise StorageError(f"job id {job_id[:130]!r} is not valid")
         directory = self.root / JOBS_DIR / job_id
         try:
-            # jobs/ too is owner-only: its entries are the clients' job ids
+            # jobs/ too is owner-only (its entries are the clients' job ids), also
+            # when an older version or an operator created it wider
             for folder in (directory.parent, directory):
-                folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-                os.chmod(folder, 0o700)
+                os.chmod(private_dir(folder), DIR_MODE)
             paths = {}
             for name, data in masks.items():
                 if name not in wire.MASK_NAMES:
                     raise StorageError(f"mask name {name!r} is not known")
-                paths[name] = str(self._write(directory / f"{name}.png", data))
-            fd = os.open(directory, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+                path = directory / f"{name}.png"
+                replace_file(path, data)
+                paths[name] = str(path)
+            fsync_dir(directory)  # once, for every rename above
         except OSError as exc:
             raise StorageError(f"cannot write masks under {directory}: "
                                f"{exc.strerror or exc}") from None
         return paths
-
-    @staticmethod
-    def _write(path: Path, data: bytes) -> Path:
-        tmp = path.with_name(path.name + ".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-        return path
 
     def read_image(self, path: str) -> bytes | None:
         """The photo's bytes (for workers without the shared folder), or None if unreadable."""

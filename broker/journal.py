@@ -28,6 +28,7 @@ from typing import Any
 
 from broker.jobs import JobBook
 from common import wire
+from common.files import DIR_MODE, FILE_MODE, fsync_dir, private_dir, replace_file, write_all
 from common.logs import event
 
 #: Frame header: payload length and CRC-32, big-endian uint32 each (8 bytes).
@@ -81,20 +82,6 @@ def parse(data: bytes) -> tuple[list[dict[str, Any]], int, str | None]:
     return records, pos, None
 
 
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
-
-
 class Journal:
     """The journal file: :meth:`open` (replay), :meth:`append`, :meth:`compact`."""
 
@@ -111,15 +98,16 @@ class Journal:
         """Create the directory if needed, read every good record, cut a torn tail,
         and open the file for appending. Raises :class:`JournalError`."""
         try:
-            self.directory.mkdir(parents=True, exist_ok=True)
-            os.chmod(self.directory, 0o700)
+            os.chmod(private_dir(self.directory), DIR_MODE)
+            for stale in self.directory.glob(f".{self.path.name}.*.tmp"):
+                stale.unlink()  # a compaction cut short by a crash; the journal is intact
             data = self.path.read_bytes() if self.path.exists() else b""
             records, good_end, problem = parse(data)
             if problem is not None:
                 event(log, "journal_torn_tail", logging.WARNING, path=str(self.path),
                       offset=good_end, dropped_bytes=len(data) - good_end, problem=problem)
-            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-            os.fchmod(self._fd, 0o600)
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, FILE_MODE)
+            os.fchmod(self._fd, FILE_MODE)
             if good_end < len(data):
                 os.ftruncate(self._fd, good_end)
                 os.fsync(self._fd)
@@ -134,7 +122,7 @@ class Journal:
             raise JournalError("journal is not open")
         data = frame(record)
         try:
-            _write_all(self._fd, data)
+            write_all(self._fd, data)
             os.fsync(self._fd)
         except OSError as exc:
             try:
@@ -151,26 +139,19 @@ class Journal:
 
     def compact(self, snapshot: dict[str, Any]) -> None:
         """Atomically replace the journal with the single record ``snapshot``."""
-        data, tmp = frame(snapshot), self.path.with_name(JOURNAL_NAME + ".tmp")
+        data = frame(snapshot)
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            try:
-                _write_all(fd, data)
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.replace(tmp, self.path)
+            replace_file(self.path, data)
         except OSError as exc:
-            tmp.unlink(missing_ok=True)
-            raise JournalError(f"journal compaction {tmp}: {exc.strerror or exc}") from None
+            raise JournalError(f"journal compaction {self.path}: {exc.strerror or exc}") from None
         # From here the new file is the journal: always re-open on it.
         if self._fd is not None:
             os.close(self._fd)
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND, 0o600)
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
         self.size = self._snapshot_bytes = len(data)
         self._since_snapshot = 0
         try:
-            _fsync_dir(self.directory)
+            fsync_dir(self.directory)
         except OSError as exc:
             event(log, "journal_dir_fsync_failed", logging.WARNING, error=str(exc))
         event(log, "journal_compacted", bytes=len(data), path=str(self.path))

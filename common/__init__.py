@@ -1,2 +1,3 @@
 """What several processes share: configuration, the wire format, job ids,
-photo decoding and structured logging. Nothing here imports a process package."""
+photo decoding, structured logging, process start-up and durable owner-only
+files. Nothing here imports a process package."""

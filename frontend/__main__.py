@@ -11,8 +11,8 @@ import asyncio
 import logging
 import sys
 
-from common.config import ConfigError, load_settings
-from common.logs import event, register_secret, setup_logging
+from common.logs import event, register_secret
+from common.startup import start_process
 from frontend.lifecycle import serve
 
 log = logging.getLogger("frontend")
@@ -20,12 +20,9 @@ log = logging.getLogger("frontend")
 
 def main() -> int:
     """Load settings, set up logging, serve until stopped; returns the exit status."""
-    try:
-        settings = load_settings()
-    except ConfigError as exc:
-        print(f"frontend: configuration error: {exc}", file=sys.stderr)
+    settings = start_process("frontend")
+    if settings is None:
         return 2
-    setup_logging("frontend", settings.logging.level)
     logging.captureWarnings(True)  # decoder warnings become JSON log lines, not raw stderr
     register_secret(settings.server.api_key)
     try:

@@ -13,9 +13,10 @@ All methods block on disk I/O: call them from a thread pool.
 from __future__ import annotations
 
 import errno
-import os
 import uuid
 from pathlib import Path
+
+from common.files import fsync_dir, private_dir, write_new
 
 #: Sub-folder of TEMP_FOLDER that holds uploaded photos.
 INCOMING_DIR = "incoming"
@@ -49,18 +50,12 @@ class PhotoStore:
         """
         path = self.directory / f"{job_id}-{uuid.uuid4().hex}.{SUFFIXES[fmt]}"
         try:
-            self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+            private_dir(self.directory)  # TEMP_FOLDER too, when it is missing
+            write_new(path, data)
+            fsync_dir(self.directory)
         except OSError as exc:
-            raise _storage_error(exc) from None
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            _fsync_directory(self.directory)
-        except OSError as exc:
-            self.discard(path)
+            if not isinstance(exc, FileExistsError):  # never another writer's file
+                self.discard(path)
             raise _storage_error(exc) from None
         return path
 
@@ -78,15 +73,6 @@ class PhotoStore:
         except OSError:
             return False
         return True
-
-
-def _fsync_directory(directory: Path) -> None:
-    """Make the new directory entry durable (the file's own fsync does not)."""
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _storage_error(exc: OSError) -> StorageError:

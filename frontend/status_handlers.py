@@ -38,14 +38,18 @@ def _broker_down(exc: BrokerUnavailable) -> ApiError:
                     kind="broker_unreachable", retry_after=errors.BROKER_RETRY_AFTER_S)
 
 
-class HealthHandler(JsonHandler):
-    """GET /health: ``ok`` (200) while a worker is alive, else ``degraded`` (503)."""
+class _BrokerReadHandler(JsonHandler):
+    """A GET endpoint answered from one broker request."""
 
     SUPPORTED_METHODS = ("GET",)
 
     def initialize(self, inflight: InFlight, broker: BrokerClient) -> None:
         super().initialize(inflight)
         self.broker = broker
+
+
+class HealthHandler(_BrokerReadHandler):
+    """GET /health: ``ok`` (200) while a worker is alive, else ``degraded`` (503)."""
 
     async def get(self) -> None:
         try:
@@ -59,14 +63,8 @@ class HealthHandler(JsonHandler):
         self.write_json(body, status)
 
 
-class StatsHandler(JsonHandler):
+class StatsHandler(_BrokerReadHandler):
     """GET /stats: the broker's counters, passed through."""
-
-    SUPPORTED_METHODS = ("GET",)
-
-    def initialize(self, inflight: InFlight, broker: BrokerClient) -> None:
-        super().initialize(inflight)
-        self.broker = broker
 
     async def get(self) -> None:
         try:
@@ -76,15 +74,13 @@ class StatsHandler(JsonHandler):
         self.write_json(stats_body(stats))
 
 
-class JobHandler(JsonHandler):
+class JobHandler(_BrokerReadHandler):
     """GET /jobs/{job_id}: the broker's record of one job (404 if unknown)."""
 
-    SUPPORTED_METHODS = ("GET",)
-
-    def initialize(self, inflight: InFlight, broker: BrokerClient, api_key: str | None,
-                   temp_folder: Path | None = None) -> None:
-        super().initialize(inflight)
-        self.broker, self.api_key, self.temp_folder = broker, api_key, temp_folder
+    def initialize(self, inflight: InFlight, broker: BrokerClient,
+                   api_key: str | None, temp_folder: Path | None = None) -> None:
+        super().initialize(inflight, broker)
+        self.api_key, self.temp_folder = api_key, temp_folder
 
     async def get(self, job_id: str) -> None:
         self.check_api_key(self.api_key)

@@ -16,8 +16,9 @@ import os
 import signal
 import sys
 
-from common.config import ConfigError, Settings, load_settings
-from common.logs import event, setup_logging
+from common.config import Settings
+from common.logs import event
+from common.startup import start_process
 
 log = logging.getLogger("segworker")
 
@@ -36,12 +37,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     """Load settings, pin the process, load the engine and serve; returns the exit code."""
     args = _parse(argv)
-    try:
-        settings = load_settings()
-    except ConfigError as exc:
-        print(f"segworker: configuration error: {exc}", file=sys.stderr)
+    settings = start_process("segworker")
+    if settings is None:
         return 2
-    setup_logging("segworker", settings.logging.level)
     from segworker import affinity  # no torch here
     try:
         placement = affinity.place(settings.workers, args.index, os.environ)

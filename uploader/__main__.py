@@ -13,8 +13,9 @@ import signal
 import sys
 from typing import Sequence
 
-from common.config import ConfigError, Settings, load_settings
-from common.logs import redact, register_secret, setup_logging
+from common.config import ConfigError, Settings
+from common.logs import register_secret
+from common.startup import start_process
 
 from .redrive import redrive
 from .service import UploaderService
@@ -61,14 +62,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     env_secret = os.environ.get("MASK_COMPONENT_SECRET", "")
     if len(env_secret) >= MIN_SECRET_LENGTH:
         register_secret(env_secret)
-    try:
-        settings = load_settings()
-        check_upload_settings(settings)
-        register_secret(settings.upload.secret)
-    except ConfigError as exc:
-        print(f"uploader: configuration error: {redact(str(exc))}", file=sys.stderr)
+    settings = start_process("uploader", check_upload_settings)
+    if settings is None:
         return EXIT_CONFIG
-    setup_logging("uploader", settings.logging.level)
+    register_secret(settings.upload.secret)
     if args.command == "redrive":
         return redrive(settings, args.job_ids, args.retries)
     service = UploaderService(settings)

@@ -19,10 +19,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from common.files import atomic_write, private_dir
 from common.ids import is_valid_id
 from common.wire import encode, pack, unpack
 
-from .fsutil import atomic_write, private_dir
 from .records import file_lock
 
 #: States after which a job's state never changes again.

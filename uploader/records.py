@@ -13,9 +13,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+from common.files import FILE_MODE, atomic_write, fsync_dir, private_dir
 from common.ids import is_valid_id
-
-from .fsutil import FILE_MODE, atomic_write, fsync_dir, private_dir
 
 #: Delivered job ids remembered for duplicate detection (the broker's default
 #: ``queue.remember_finished``), in jobs.

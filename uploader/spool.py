@@ -24,10 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
+from common.files import DIR_MODE, atomic_write, fsync_dir, is_under, private_dir, write_new
 from common.ids import is_valid_id
 from common.wire import MASK_NAMES, LOWER, UPPER, pack, unpack
-
-from .fsutil import atomic_write, fsync_dir, is_under, private_dir, write_new
 
 #: Name of the manifest file inside a spooled or dead-lettered job's directory.
 MANIFEST = "manifest.msgpack"
@@ -86,7 +85,7 @@ class Spool:
         job_id = _check_id(str(job["job_id"]))
         sources = self._check_masks(masks)
         tmp = self.spool_dir / f"{TMP_PREFIX}{job_id}-{os.getpid()}-{time.monotonic_ns()}"
-        os.mkdir(tmp, 0o700)
+        os.mkdir(tmp, DIR_MODE)
         try:
             for name, src in sources.items():
                 write_new(tmp / f"{name}.png", src.read_bytes())

@@ -154,7 +154,7 @@ class SchpEngine(Engine):
     def describe(self) -> dict:
         """Engine facts for /health and the start-up log."""
         info = self.checkpoint
-        return {
+        facts = {
             "engine": self.name,
             "dataset": self.dataset,
             "generation": info.generation if info else None,
@@ -167,6 +167,9 @@ class SchpEngine(Engine):
             "flip": self.flip,
             "bf16": self.bf16,
         }
+        if self.selected_because:
+            facts["selected_because"] = self.selected_because
+        return facts
 
 
 def _ms(start: float, end: float | None = None) -> float:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -23,19 +22,6 @@ def broker_env(root: Path, **extra: str) -> dict[str, str]:
             "BROKER_WORKER_BIND": f"tcp://127.0.0.1:{procs.free_port()}",
             "BROKER_UPLOADER_ENDPOINT": f"tcp://127.0.0.1:{procs.free_port()}",
             "HEARTBEAT_INTERVAL_S": "0.1", "LOG_LEVEL": "INFO", **extra}
-
-
-def log_events(path: Path, name: str) -> list[dict[str, Any]]:
-    """The JSON log lines of event ``name`` in a process log, in order."""
-    events = []
-    for line in path.read_text().splitlines():
-        try:
-            entry = json.loads(line)
-        except ValueError:
-            continue
-        if entry.get("event") == name:
-            events.append(entry)
-    return events
 
 
 class Peer:

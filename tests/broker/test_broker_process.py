@@ -10,9 +10,10 @@ import pytest
 import zmq
 
 from segworker.worker import Worker
-from tests.broker.clients import FakeWorker, FrontEnd, Peer, broker_env, log_events
+from tests.broker.clients import FakeWorker, FrontEnd, Peer, broker_env
 from tests.segworker.worker_support import FakeEngine, FakeProcess, png_photo, worker_settings
 from tests.support import procs
+from tests.support.observe import log_events
 
 
 class Rig:

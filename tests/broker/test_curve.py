@@ -38,22 +38,31 @@ def test_missing_key_file_is_a_clear_error(tmp_path):
         curve.load_secret(tmp_path / "nope.key_secret")
 
 
+def _curve_broker(tmp_path: Path, allowed_worker: str, *other_workers: str,
+                  ) -> tuple[Path, Path, dict[str, str], Path]:
+    """Key pairs for the broker and the workers in ``tmp_path/keys``, only
+    ``allowed_worker``'s public key in the allow-list folder, and the environment of
+    a CURVE broker using them. Returns (keys, allow-list, env, TEMP_FOLDER created)."""
+    keys, allowed = tmp_path / "keys", tmp_path / "allowed"
+    allowed.mkdir()
+    for name in ("broker", allowed_worker, *other_workers):
+        curve.generate(keys, name)
+    shutil.copy(keys / f"{allowed_worker}.key", allowed)
+    env = broker_env(tmp_path, BROKER_CURVE="true",
+                     BROKER_CURVE_SECRET_FILE=str(keys / "broker.key_secret"),
+                     BROKER_CURVE_AUTHORIZED_DIR=str(allowed))
+    temp = Path(env["TEMP_FOLDER"])
+    temp.mkdir(parents=True)
+    return keys, allowed, env, temp
+
+
 def _client_keys(keys: Path, name: str) -> tuple[bytes, bytes, bytes]:
     public, secret = curve.load_secret(keys / f"{name}.key_secret")
     return public, secret, curve.load_public(keys / "broker.key")
 
 
 def test_only_allowed_workers_get_jobs_and_sighup_reloads_the_list(tmp_path):
-    keys, allowed = tmp_path / "keys", tmp_path / "allowed"
-    allowed.mkdir()
-    for name in ("broker", "good", "stranger"):
-        curve.generate(keys, name)
-    shutil.copy(keys / "good.key", allowed)
-    env = broker_env(tmp_path, BROKER_CURVE="true",
-                     BROKER_CURVE_SECRET_FILE=str(keys / "broker.key_secret"),
-                     BROKER_CURVE_AUTHORIZED_DIR=str(allowed))
-    temp = Path(env["TEMP_FOLDER"])
-    temp.mkdir(parents=True)
+    keys, allowed, env, temp = _curve_broker(tmp_path, "good", "stranger")
     ctx = zmq.Context()
     proc = procs.start("broker", env, log_path=tmp_path / "broker.log")
     peers = []
@@ -94,16 +103,7 @@ def test_only_allowed_workers_get_jobs_and_sighup_reloads_the_list(tmp_path):
 
 
 def test_the_real_worker_authenticates_with_its_configured_keys(tmp_path):
-    keys, allowed = tmp_path / "keys", tmp_path / "allowed"
-    allowed.mkdir()
-    for name in ("broker", "w"):
-        curve.generate(keys, name)
-    shutil.copy(keys / "w.key", allowed)
-    env = broker_env(tmp_path, BROKER_CURVE="true",
-                     BROKER_CURVE_SECRET_FILE=str(keys / "broker.key_secret"),
-                     BROKER_CURVE_AUTHORIZED_DIR=str(allowed))
-    temp = Path(env["TEMP_FOLDER"])
-    temp.mkdir(parents=True)
+    keys, _, env, temp = _curve_broker(tmp_path, "w")
     settings = worker_settings(env["BROKER_WORKER_BIND"],
                                WORKER_CURVE_SECRET_FILE=str(keys / "w.key_secret"),
                                WORKER_CURVE_SERVER_KEY_FILE=str(keys / "broker.key"))

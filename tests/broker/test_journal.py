@@ -55,12 +55,23 @@ def test_restart_compacts_to_one_snapshot_with_owner_only_permissions(tmp_path):
     assert [r["op"] for r in records] == ["snapshot"] and problem is None
     assert stat.S_IMODE(os.stat(journal.path).st_mode) == 0o600
     assert stat.S_IMODE(os.stat(journal.directory).st_mode) == 0o700
-    assert not (journal.directory / "journal.log.tmp").exists()
+    assert not list(journal.directory.glob("*.tmp"))
     # Records appended after the snapshot replay on top of it.
     journal.append({"op": "requeue", "job_id": "j3", "attempt": 1, "reason": "x", "t": 5.0})
     journal.close()
     again, _ = restore_book(Journal(tmp_path / "broker"), remember_finished=100)
     assert list(again.queue)[0] == "j3" and again.counters.retried == book.counters.retried + 1
+
+
+def test_a_compaction_cut_short_by_a_crash_leaves_no_temp_file(tmp_path):
+    journal = Journal(tmp_path)
+    journal.open()
+    journal.append({"op": "accept", "t": 1.0, "job": {"job_id": "a"}})
+    journal.close()
+    stale = tmp_path / ".journal.log.0badc0de.tmp"
+    stale.write_bytes(b"half a snapshot")
+    records = Journal(tmp_path).open()
+    assert [r["op"] for r in records] == ["accept"] and not stale.exists()
 
 
 @pytest.mark.parametrize("tail", [b"\x00\x00", frame({"op": "handed", "job_id": "j0"})[:-3],
@@ -100,7 +111,7 @@ def test_failed_append_raises_and_leaves_no_partial_record(tmp_path, monkeypatch
         os.ftruncate(fd, size + 3)   # part of the frame made it before the error
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(journal_mod, "_write_all", full_disk)
+    monkeypatch.setattr(journal_mod, "write_all", full_disk)
     with pytest.raises(JournalError, match="No space left"):
         journal.append({"op": "two"})
     monkeypatch.undo()

@@ -37,6 +37,14 @@ def running(tree: ServiceTree, job_ids: list[str], count: int) -> list[dict]:
     return found
 
 
+def post_jobs(book: JobLedger, photo: bytes, prefix: str, count: int = 3) -> list[str]:
+    """Post ``count`` jobs ``<prefix>-0``, ``<prefix>-1``, ...; each must be accepted."""
+    job_ids = [f"{prefix}-{i}" for i in range(count)]
+    for job_id in job_ids:
+        assert book.post(job_id, photo).status_code == 202
+    return job_ids
+
+
 def freeze_mid_job(tree: ServiceTree, job_ids: list[str], skip: tuple[str, ...] = (),
                    ) -> tuple[dict, str]:
     """Find a worker in the middle of one of ``job_ids`` and SIGSTOP it there.
@@ -57,10 +65,9 @@ def freeze_mid_job(tree: ServiceTree, job_ids: list[str], skip: tuple[str, ...] 
         os.killpg(proc.pid, signal.SIGSTOP)
         # a result sent just before the stop has this long to reach the broker
         time.sleep(FREEZE_SETTLE_S)
-        worker_log = tree.logs / f"{name.replace(':', '_')}.log"
         now = tree.job(record["job_id"])
         if (now.get("state") == "processing" and now.get("worker") == record["worker"]
-                and mid_job(worker_log, record["job_id"])):
+                and mid_job(tree.log_path(name), record["job_id"])):
             return record, name
         os.killpg(proc.pid, signal.SIGCONT)
     raise AssertionError("no worker could be caught in the middle of a job")
@@ -69,18 +76,14 @@ def freeze_mid_job(tree: ServiceTree, job_ids: list[str], skip: tuple[str, ...] 
 def test_sigkill_a_worker_mid_forward(make_tree, schp_weights):
     tree = make_tree(workers=2, **schp_env(schp_weights))
     book = JobLedger(tree)
-    photo = person_photo()
-    job_ids = [f"kill-one-{i}" for i in range(3)]
-    for job_id in job_ids:
-        assert book.post(job_id, photo).status_code == 202
+    job_ids = post_jobs(book, person_photo(), "kill-one")
     victim, name = freeze_mid_job(tree, job_ids)
     tree.kill(name)  # SIGKILL, mid-forward
 
     tally = book.settle(timeout=120)
     assert tally.delivered == 3
     # it was killed inside the job: started, never finished
-    worker_log = tree.logs / f"{name.replace(':', '_')}.log"
-    assert mid_job(worker_log, victim["job_id"])
+    assert mid_job(tree.log_path(name), victim["job_id"])
     redone = tree.job(victim["job_id"])
     assert redone["attempts"] == 2 and redone["worker"] != victim["worker"]
     requeued = log_events(tree.logs / "broker.log", "job_requeued", victim["job_id"])
@@ -90,10 +93,7 @@ def test_sigkill_a_worker_mid_forward(make_tree, schp_weights):
 def test_sigkill_every_worker_then_start_them_again(make_tree, schp_weights):
     tree = make_tree(workers=2, **schp_env(schp_weights))
     book = JobLedger(tree)
-    photo = person_photo()
-    job_ids = [f"kill-all-{i}" for i in range(3)]
-    for job_id in job_ids:
-        assert book.post(job_id, photo).status_code == 202
+    job_ids = post_jobs(book, person_photo(), "kill-all")
     first, name0 = freeze_mid_job(tree, job_ids)
     second, name1 = freeze_mid_job(tree, job_ids, skip=(first["worker"],))
     victims = [first, second]
@@ -118,9 +118,7 @@ def test_broker_sigkill_then_sigterm_with_jobs_queued_and_in_flight(make_tree, s
     tree = make_tree(workers=1, SCHP_CONFIG_PATH=cfg, **schp_env(schp_weights))
     book = JobLedger(tree)
     photo = person_photo()
-    job_ids = [f"broker-{i}" for i in range(3)]
-    for job_id in job_ids:
-        assert book.post(job_id, photo).status_code == 202
+    job_ids = post_jobs(book, photo, "broker")
     crashed, worker = freeze_mid_job(tree, job_ids)
     assert tree.stats()["queue_current"] == 2
     tree.kill("broker")  # crash: one job in flight, two queued

@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable
 
-from tornado.httpclient import HTTPResponse
+from tornado.httpclient import HTTPRequest, HTTPResponse
 from tornado.testing import AsyncHTTPTestCase
 
 from common.config import ServerSettings
@@ -92,6 +92,17 @@ class FrontendTestCase(AsyncHTTPTestCase):
         all_headers = {"Content-Type": forms.content_type(), **(headers or {})}
         return self.fetch("/process", method="POST", body=forms.body(*parts),
                           headers=all_headers, raise_error=False, **kwargs)
+
+    def post_chunked(self, parts: list[bytes], chunk: int) -> HTTPResponse:
+        """POST /process with the form sent in ``chunk``-byte pieces (chunked encoding)."""
+        data = forms.body(*parts)
+
+        async def producer(write):
+            for i in range(0, len(data), chunk):
+                await write(data[i:i + chunk])
+        request = HTTPRequest(self.get_url("/process"), method="POST", body_producer=producer,
+                              headers={"Content-Type": forms.content_type()})
+        return self.io_loop.run_sync(lambda: self.http_client.fetch(request, raise_error=False))
 
     def json_of(self, response: HTTPResponse) -> dict[str, Any]:
         self.assertTrue(response.headers.get("Content-Type", "").startswith("application/json"),

@@ -9,7 +9,7 @@ from unittest import mock
 
 import pytest
 
-from frontend import photo_store
+from common import files
 from frontend.photo_store import PhotoStore, StorageError
 
 
@@ -38,9 +38,16 @@ def test_discard_only_touches_its_own_folder(tmp_path):
                                             (errno.EROFS, False), (errno.EACCES, False)])
 def test_failures_are_classified_and_leave_nothing(tmp_path, code, no_space):
     store = PhotoStore(tmp_path)
-    with mock.patch.object(photo_store.os, "fsync", side_effect=OSError(code, os.strerror(code))):
+    with mock.patch.object(files.os, "fsync", side_effect=OSError(code, os.strerror(code))):
         with pytest.raises(StorageError) as caught:
             store.write("job-1", "JPEG", b"x")
     assert caught.value.no_space is no_space
     assert str(tmp_path) not in str(caught.value)  # clients never see server paths
     assert list((tmp_path / "incoming").iterdir()) == []
+
+
+def test_missing_temp_folder_is_created_owner_only(tmp_path):
+    temp_folder = tmp_path / "var" / "tmp"
+    PhotoStore(temp_folder).write("job-1", "PNG", b"data")
+    assert stat.S_IMODE(temp_folder.stat().st_mode) == 0o700
+    assert stat.S_IMODE(temp_folder.parent.stat().st_mode) == 0o700

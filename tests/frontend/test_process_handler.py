@@ -8,9 +8,7 @@ import socket
 import stat
 from unittest import mock
 
-from tornado.httpclient import HTTPRequest
-
-from frontend import photo_store
+from common import files
 from tests.frontend import forms, photos
 from tests.frontend.http_case import FrontendTestCase
 
@@ -64,14 +62,7 @@ class AcceptTest(FrontendTestCase):
         self.assertEqual(self.incoming(), first)
 
     def test_chunked_upload_within_limit_is_accepted(self):
-        data = forms.body(*forms.process_parts(photos.jpeg()))
-
-        async def producer(write):
-            for i in range(0, len(data), 1000):
-                await write(data[i:i + 1000])
-        request = HTTPRequest(self.get_url("/process"), method="POST", body_producer=producer,
-                              headers={"Content-Type": forms.content_type()})
-        response = self.io_loop.run_sync(lambda: self.http_client.fetch(request, raise_error=False))
+        response = self.post_chunked(forms.process_parts(photos.jpeg()), 1000)
         self.assertEqual(response.code, 202, response.body)
 
 
@@ -177,14 +168,7 @@ class RejectTest(FrontendTestCase):
         self.assertIn(str(self.server.max_upload_bytes), body["error"])
 
     def test_body_over_limit_when_chunked(self):
-        data = forms.body(*forms.process_parts(photos.jpeg() + b"\0" * 300_000))
-
-        async def producer(write):
-            for i in range(0, len(data), 16_384):
-                await write(data[i:i + 16_384])
-        request = HTTPRequest(self.get_url("/process"), method="POST", body_producer=producer,
-                              headers={"Content-Type": forms.content_type()})
-        response = self.io_loop.run_sync(lambda: self.http_client.fetch(request, raise_error=False))
+        response = self.post_chunked(forms.process_parts(photos.jpeg() + b"\0" * 300_000), 16_384)
         self.assert_rejected(response, 413)
 
     def test_get_on_process_is_405_json(self):
@@ -275,7 +259,7 @@ class StorageFailureTest(FrontendTestCase):
             if flags & os.O_CREAT:
                 raise OSError(code, os.strerror(code), str(path))
             return real_open(path, flags, *args, **kwargs)
-        return mock.patch.object(photo_store.os, "open", fake_open)
+        return mock.patch.object(files.os, "open", fake_open)
 
     def test_read_only_folder_is_503_then_recovers(self):
         with self._failing_open(errno.EROFS):
@@ -301,7 +285,7 @@ class StorageFailureTest(FrontendTestCase):
         self.assertEqual(len(self.incoming()), 1)
 
     def test_write_failure_after_open_leaves_no_partial_file(self):
-        with mock.patch.object(photo_store.os, "fsync", side_effect=OSError(errno.EIO, "I/O")):
+        with mock.patch.object(files.os, "fsync", side_effect=OSError(errno.EIO, "I/O")):
             response = self.post_form(forms.process_parts(photos.jpeg()))
         self.assert_error(response, 503)
         self.assertEqual(self.incoming(), [])

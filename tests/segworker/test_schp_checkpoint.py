@@ -20,13 +20,7 @@ from tests.segworker.fixtures.schp_checkpoints import (as_2019_file, as_2020_fil
                                                       random_state, save_legacy)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One torch thread: steadier on the shared 2-core machine (restored after)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -16,6 +16,8 @@ from segworker.schp.network import SchpNet
 from segworker.schp.transforms import preprocess
 from tests.segworker.fixtures.schp_checkpoints import as_2020_file, random_state, save_legacy
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 #: Labels this seed's random network produces on PHOTO: 1, 2, 8 and 11.
 LABELS = LabelSet(upper=(1, 2), lower=(2, 8))
 
@@ -28,15 +30,6 @@ def _photo() -> np.ndarray:
     photo[:48] = 255
     photo[:, :20] = (255, 0, 0)
     return photo
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One torch thread: steadier on the shared 2-core machine (restored after)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
@@ -140,6 +133,13 @@ def test_describe_in_memory_engine(engine):
     assert facts["engine"] == "schp" and facts["dataset"] == "atr"
     assert facts["device"] == "cpu" and facts["input_size"] == SIDE
     assert facts["known_release"] is False and facts["weights"] is None
+
+
+def test_describe_says_why_the_engine_was_chosen(net):
+    fresh = SchpEngine(net, "atr", LABELS, input_size=SIDE)
+    assert "selected_because" not in fresh.describe()
+    fresh.selected_because = "SEGMENTATION_ENGINE=schp"
+    assert fresh.describe()["selected_because"] == "SEGMENTATION_ENGINE=schp"
 
 
 def test_device_choice(monkeypatch):

@@ -11,6 +11,8 @@ from segworker.schp.layers import LEAKY_SLOPE, NORM_EPS, SchpNorm, upsample
 from segworker.schp.network import SchpNet
 from tests.segworker.fixtures.schp_checkpoints import HEAD_NORMS, manifest, norm_names
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 #: Output classes per dataset.
 CLASSES = {"atr": 18, "lip": 20, "pascal": 7}
 
@@ -18,15 +20,6 @@ CLASSES = {"atr": 18, "lip": 20, "pascal": 7}
 def meta_net(dataset: str) -> SchpNet:
     with torch.device("meta"):
         return SchpNet(CLASSES[dataset])
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One torch thread: steadier on the shared 2-core machine (restored after)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

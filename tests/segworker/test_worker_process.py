@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import json
 import signal
 import time
 from pathlib import Path
@@ -16,18 +15,7 @@ from PIL import Image
 from common import wire
 from tests.segworker.worker_support import FakeBroker
 from tests.support import procs
-
-
-def _logged(log: Path, name: str) -> list[dict]:
-    entries = []
-    for line in log.read_text().splitlines() if log.exists() else []:
-        try:
-            entry = json.loads(line)
-        except ValueError:
-            continue
-        if entry.get("event") == name:
-            entries.append(entry)
-    return entries
+from tests.support.observe import log_events
 
 
 @pytest.fixture
@@ -80,7 +68,7 @@ def test_pose_worker_serves_a_real_photo_and_drains_on_sigterm(tmp_path, stand_i
         assert (info["engine"], info["model_loaded"], info["index"], info["busy"]) == \
             ("pose", True, 1, False)
         assert info["id"].endswith(f"-{proc.pid}-1")
-        [placed] = _logged(log, "worker_placed")
+        [placed] = log_events(log, "worker_placed")
         assert placed["threads"] == 1 and len(placed["cores"]) == 1
 
         stand_in.send_job(peer, "astro-1", str(photo))
@@ -94,8 +82,8 @@ def test_pose_worker_serves_a_real_photo_and_drains_on_sigterm(tmp_path, stand_i
         _, _, beats = _until(stand_in, "heartbeat")     # heartbeats keep coming
 
         stand_in.send_job(peer, "astro-2", str(photo))
-        procs.wait_for(lambda: _logged(log, "job_started")[-1:] and
-                       _logged(log, "job_started")[-1]["job_id"] == "astro-2", 30,
+        procs.wait_for(lambda: log_events(log, "job_started")[-1:] and
+                       log_events(log, "job_started")[-1]["job_id"] == "astro-2", 30,
                        what="the second job to start")
         proc.send_signal(signal.SIGTERM)
         _, done, _ = _until(stand_in, "result")

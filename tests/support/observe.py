@@ -15,9 +15,17 @@ JOB_PROGRESS_EVENTS = ("job_started", "job_done", "job_failed")
 
 def log_events(path: Path, name: str | None, job_id: str | None = None) -> list[dict]:
     """The JSON log lines of event ``name`` (any when None) about ``job_id`` (any when
-    None) in one process log, oldest first; lines that are not JSON are skipped."""
+    None) in one process log, oldest first; lines that are not JSON are skipped, and
+    a log not written yet has none."""
+    if not path.exists():
+        return []
+    return text_events(path.read_text(errors="replace"), name, job_id)
+
+
+def text_events(text: str, name: str | None, job_id: str | None = None) -> list[dict]:
+    """Like :func:`log_events`, for log text already read (e.g. several logs joined)."""
     events = []
-    for line in path.read_text(errors="replace").splitlines():
+    for line in text.splitlines():
         if not line.startswith("{"):
             continue
         try:

@@ -68,10 +68,14 @@ class ServiceTree:
         self.wait_ready()
         return self
 
+    def log_path(self, name: str) -> Path:
+        """The log file of process ``name`` (e.g. ``broker``, ``segworker:0``)."""
+        return self.logs / f"{name.replace(':', '_')}.log"
+
     def start(self, name: str, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
         module = name.split(":")[0]
         proc = procs.start(module, {**self.env, **(env or {})}, *args,
-                           log_path=self.logs / f"{name.replace(':', '_')}.log")
+                           log_path=self.log_path(name))
         self.procs[name] = proc
         return proc
 

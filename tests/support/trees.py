@@ -26,7 +26,7 @@ def explain(tree: ServiceTree) -> str:
     """Each process's state and the last lines of its log."""
     lines = []
     for name, proc in tree.procs.items():
-        log = tree.logs / f"{name.replace(':', '_')}.log"
+        log = tree.log_path(name)
         tail = log.read_text(errors="replace").splitlines()[-5:] if log.exists() else []
         lines.append(f"{name}: exit status {proc.poll()}; log tail: {tail}")
     return "\n".join(lines)

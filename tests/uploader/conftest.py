@@ -5,7 +5,6 @@ file that every test checks for the secret at teardown)."""
 from __future__ import annotations
 
 import io
-import json
 import os
 import secrets
 import subprocess
@@ -20,6 +19,7 @@ from PIL import Image
 
 from common.wire import LOWER, SEG_MAP, UPPER, make_job
 from tests.support import procs
+from tests.support.observe import text_events
 from tests.support.receiver import Receiver
 from tests.uploader.fakebroker import FakeBroker
 
@@ -93,15 +93,7 @@ class Harness:
         return "".join(p.read_text(errors="replace") for p in self.log_paths if p.exists())
 
     def events(self, name: str, job_id: str | None = None) -> list[dict[str, Any]]:
-        out = []
-        for line in self.log_text().splitlines():
-            try:
-                entry = json.loads(line)
-            except ValueError:
-                continue
-            if entry.get("event") == name and (job_id is None or entry.get("job_id") == job_id):
-                out.append(entry)
-        return out
+        return text_events(self.log_text(), name, job_id)
 
     def write_job(self, job_id: str, seg_map: bool = False) -> tuple[dict, dict[str, str]]:
         """A job whose photo and masks exist under TEMP_FOLDER (as the pipeline leaves them)."""
