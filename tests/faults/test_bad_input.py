@@ -20,7 +20,7 @@ from tests.faults import hostile
 from tests.faults.kit import BAD_INPUTS
 from tests.support.ledger import JobLedger
 from tests.support.service import ServiceTree, mask_of, person_photo
-from tests.support.trees import close_tree, secret_leaks, start_all
+from tests.support.trees import running_tree
 
 #: Body limit of the module's service (MAX_UPLOAD_MB=0.5), in bytes.
 UPLOAD_LIMIT = 512 * 1024
@@ -33,14 +33,8 @@ ODD = hostile.odd_photos(UPRIGHT)
 
 @pytest.fixture(scope="module")
 def service(tmp_path_factory) -> ServiceTree:
-    tree = ServiceTree(tmp_path_factory.mktemp("bad-input"), workers=1,
-                       extra_env={"MAX_UPLOAD_MB": "0.5"})
-    try:
-        yield start_all(tree)
-    finally:
-        close_tree(tree)
-    leaks = secret_leaks(tree.logs, Path(tree.env["STATE_DIR"]))
-    assert not leaks, f"the secret appears in {leaks}"
+    with running_tree(tmp_path_factory.mktemp("bad-input"), workers=1, MAX_UPLOAD_MB="0.5") as tree:
+        yield tree
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,6 @@ healthy afterwards."""
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 import schemathesis
@@ -16,7 +15,7 @@ from common.config import ServerSettings
 from frontend.openapi import build_document
 from tests.faults.kit import FUZZED
 from tests.support.service import ServiceTree
-from tests.support.trees import close_tree, secret_leaks, start_all
+from tests.support.trees import running_tree
 
 #: Generated requests per operation (derandomized: the same ones on every run).
 MAX_EXAMPLES = 30
@@ -24,14 +23,8 @@ MAX_EXAMPLES = 30
 
 @pytest.fixture(scope="module")
 def real_service(tmp_path_factory) -> ServiceTree:
-    tree = ServiceTree(tmp_path_factory.mktemp("fuzz-real"), workers=1,
-                       extra_env={"MAX_UPLOAD_MB": "1"})
-    try:
-        yield start_all(tree)
-    finally:
-        close_tree(tree)
-    leaks = secret_leaks(tree.logs, Path(tree.env["STATE_DIR"]))
-    assert not leaks, f"the secret appears in {leaks}"
+    with running_tree(tmp_path_factory.mktemp("fuzz-real"), workers=1, MAX_UPLOAD_MB="1") as tree:
+        yield tree
 
 
 # The document the real service serves for these settings (checked below), built here

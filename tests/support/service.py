@@ -25,7 +25,29 @@ from tests.support.receiver import Receiver
 SECRET = "e2e-secret-0123456789abcdef"
 
 
-class ServiceTree:
+class ServiceClient:
+    """HTTP calls on a running front end at ``self.url`` (shared by the harnesses)."""
+
+    url: str
+
+    def get(self, path: str, **kw: Any) -> requests.Response:
+        return requests.get(self.url + path, timeout=kw.pop("timeout", 10), **kw)
+
+    def health(self) -> dict:
+        try:
+            return self.get("/health", timeout=3).json()
+        except (requests.RequestException, ValueError):
+            return {}
+
+    def stats(self) -> dict:
+        return self.get("/stats").json()
+
+    def job(self, job_id: str) -> dict:
+        resp = self.get(f"/jobs/{job_id}")
+        return resp.json() if resp.status_code == 200 else {}
+
+
+class ServiceTree(ServiceClient):
     """Real processes wired together; each can be killed and restarted."""
 
     def __init__(self, root: Path, workers: int = 2, extra_env: dict[str, str] | None = None,
@@ -110,28 +132,12 @@ class ServiceTree:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def get(self, path: str, **kw: Any) -> requests.Response:
-        return requests.get(self.url + path, timeout=kw.pop("timeout", 10), **kw)
-
     def post_photo(self, job_id: str, photo: bytes, user_id: str = "user-1",
                    provider: str = "qwen", **kw: Any) -> requests.Response:
         files = {"user_image": ("photo.jpg", photo, "image/jpeg")}
         data = {"job_id": job_id, "user_id": user_id, "provider": provider}
         return requests.post(self.url + "/process", files=files, data=data,
                              timeout=kw.pop("timeout", 30), **kw)
-
-    def health(self) -> dict:
-        try:
-            return self.get("/health", timeout=3).json()
-        except (requests.RequestException, ValueError):
-            return {}
-
-    def stats(self) -> dict:
-        return self.get("/stats").json()
-
-    def job(self, job_id: str) -> dict:
-        resp = self.get(f"/jobs/{job_id}")
-        return resp.json() if resp.status_code == 200 else {}
 
     def wait_ready(self, timeout: float = 90.0, workers: int | None = None) -> None:
         want = self.worker_count if workers is None else workers

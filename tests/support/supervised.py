@@ -20,11 +20,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import requests
 
 from tests.support import procs
 from tests.support.receiver import Receiver
-from tests.support.service import SECRET
+from tests.support.service import SECRET, ServiceClient
 
 #: The venv's bin folder (supervisord, supervisorctl).
 BIN = Path(sys.executable).parent
@@ -32,7 +31,7 @@ BIN = Path(sys.executable).parent
 CTL_TIMEOUT_S = 120
 
 
-class SupervisedService:
+class SupervisedService(ServiceClient):
     """supervisord running the project's programs (see the module docstring)."""
 
     def __init__(self, root: Path, workers: int = 2, extra_env: dict[str, str] | None = None):
@@ -99,23 +98,6 @@ class SupervisedService:
                         pass
                 self.proc.wait(timeout=10)
             self.receiver.stop()
-
-    # -- HTTP (as ServiceTree) -----------------------------------------------------
-    def get(self, path: str, timeout: float = 10) -> requests.Response:
-        return requests.get(self.url + path, timeout=timeout)
-
-    def health(self) -> dict:
-        try:
-            return self.get("/health", timeout=3).json()
-        except (requests.RequestException, ValueError):
-            return {}
-
-    def stats(self) -> dict:
-        return self.get("/stats").json()
-
-    def job(self, job_id: str) -> dict:
-        resp = self.get(f"/jobs/{job_id}")
-        return resp.json() if resp.status_code == 200 else {}
 
     def wait_ready(self, workers: int, timeout: float = 90.0) -> None:
         procs.wait_for(lambda: (h := self.health()).get("segmentation_ready")

@@ -7,8 +7,10 @@ writing a user config file, and looking for the secret in what a tree left on di
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from pathlib import Path
+from typing import Iterator
 
 from tests.support.service import SECRET, ServiceTree
 
@@ -74,3 +76,16 @@ def secret_leaks(*folders: Path, secret: str = SECRET) -> list[str]:
             if path.is_file() and secret.encode() in path.read_bytes():
                 leaks.append(str(path))
     return leaks
+
+
+@contextlib.contextmanager
+def running_tree(root: Path, workers: int = 1, **env: str) -> Iterator[ServiceTree]:
+    """A started tree under ``root``, always closed; afterwards its logs and state
+    must not hold the secret."""
+    tree = ServiceTree(root, workers=workers, extra_env=env)
+    try:
+        yield start_all(tree)
+    finally:
+        close_tree(tree)
+    leaks = secret_leaks(tree.logs, Path(tree.env["STATE_DIR"]))
+    assert not leaks, f"the secret appears in {leaks}"
