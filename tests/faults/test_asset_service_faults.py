@@ -26,16 +26,23 @@ def uploader_events(tree: ServiceTree, name: str, job_id: str | None = None) -> 
     return log_events(tree.logs / "uploader.log", name, job_id)
 
 
+def submit_with_receiver_down(tree: ServiceTree, prefix: str, count: int
+                              ) -> tuple[JobLedger, list[str]]:
+    """Take the asset service down, then submit ``count`` photos (all must get 202)."""
+    tree.receiver.set_down(True)
+    book = JobLedger(tree)
+    photo = person_photo()
+    job_ids = [f"{prefix}-{i}" for i in range(count)]
+    for job_id in job_ids:
+        assert book.post(job_id, photo).status_code == 202
+    return book, job_ids
+
+
 def test_uploader_sigkill_with_jobs_spooled(make_tree):
     # Retries in real seconds: the jobs stay in the spool (not dead-lettered) while the
     # asset service is down.
     tree = make_tree(workers=1, UPLOAD_BACKOFF_BASE_S="1.0")
-    tree.receiver.set_down(True)
-    book = JobLedger(tree)
-    photo = person_photo()
-    job_ids = [f"spooled-{i}" for i in range(4)]
-    for job_id in job_ids:
-        assert book.post(job_id, photo).status_code == 202
+    book, job_ids = submit_with_receiver_down(tree, "spooled", 4)
     state = Path(tree.env["STATE_DIR"])
     wait_for(lambda: spooled(state) == set(job_ids), 60, what="every job in the spool")
     wait_for(lambda: all(uploader_events(tree, "upload_retry", j) for j in job_ids), 30,
@@ -52,12 +59,7 @@ def test_uploader_sigkill_with_jobs_spooled(make_tree):
 
 def test_asset_service_down_then_up(make_tree):
     tree = make_tree(workers=1, UPLOAD_BACKOFF_BASE_S="0.5")  # gives up after ~15 s
-    tree.receiver.set_down(True)
-    book = JobLedger(tree)
-    photo = person_photo()
-    job_ids = [f"down-{i}" for i in range(3)]
-    for job_id in job_ids:
-        assert book.post(job_id, photo).status_code == 202
+    book, job_ids = submit_with_receiver_down(tree, "down", 3)
     wait_for(lambda: all(uploader_events(tree, "upload_retry", j) for j in job_ids), 30,
              what="a refused connection for every job")
     assert not tree.receiver.uploads
@@ -71,12 +73,7 @@ def test_broker_sigkill_while_jobs_wait_for_the_asset_service(make_tree):
     # The jobs are handed off (in the uploader's spool) when the broker dies; the
     # uploader's final states must reach the restarted broker.
     tree = make_tree(workers=1, UPLOAD_BACKOFF_BASE_S="0.5")
-    tree.receiver.set_down(True)
-    book = JobLedger(tree)
-    photo = person_photo()
-    job_ids = [f"handed-{i}" for i in range(3)]
-    for job_id in job_ids:
-        assert book.post(job_id, photo).status_code == 202
+    book, job_ids = submit_with_receiver_down(tree, "handed", 3)
     state = Path(tree.env["STATE_DIR"])
     wait_for(lambda: spooled(state) == set(job_ids), 60, what="every job in the spool")
     assert {tree.job(j)["state"] for j in job_ids} == {"uploading"}
