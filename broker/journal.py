@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import os
 import struct
+import time
 import zlib
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,10 @@ MAX_RECORD_BYTES = 256 * 1024 * 1024
 
 #: Appended bytes after which compaction is due (at least; see the module docstring).
 COMPACT_MIN_BYTES = 8 * 1024 * 1024
+
+#: Seconds before a failed compaction (disk full, read-only) is tried again, so the
+#: broker loop does not rebuild and rewrite the snapshot on every turn meanwhile.
+COMPACT_RETRY_S = 30.0
 
 #: Journal file name inside the journal directory.
 JOURNAL_NAME = "journal.log"
@@ -93,6 +98,7 @@ class Journal:
         self.size = 0
         self._snapshot_bytes = 0
         self._since_snapshot = 0
+        self._compact_not_before = 0.0   #: monotonic time; set after a failed compaction
 
     def open(self) -> list[dict[str, Any]]:
         """Create the directory if needed, read every good record, cut a torn tail,
@@ -135,7 +141,8 @@ class Journal:
 
     @property
     def needs_compaction(self) -> bool:
-        return self._since_snapshot > max(self.compact_min_bytes, 2 * self._snapshot_bytes)
+        return (self._since_snapshot > max(self.compact_min_bytes, 2 * self._snapshot_bytes)
+                and time.monotonic() >= self._compact_not_before)
 
     def compact(self, snapshot: dict[str, Any]) -> None:
         """Atomically replace the journal with the single record ``snapshot``."""
@@ -143,6 +150,7 @@ class Journal:
         try:
             replace_file(self.path, data)
         except OSError as exc:
+            self._compact_not_before = time.monotonic() + COMPACT_RETRY_S
             raise JournalError(f"journal compaction {self.path}: {exc.strerror or exc}") from None
         # From here the new file is the journal: always re-open on it.
         if self._fd is not None:

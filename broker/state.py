@@ -109,14 +109,18 @@ class BrokerCore(HandoffMixin):
             event(log, "invalid_frame", logging.WARNING, channel=channel, error=str(exc))
             return None
 
-    def _commit(self, record: dict[str, Any]) -> None:
-        """Journal then apply a non-accept record (applied even if journalling fails)."""
+    def _commit(self, record: dict[str, Any]) -> bool:
+        """Journal then apply a non-accept record (applied even if journalling fails).
+        Returns whether the record reached the journal."""
+        journalled = True
         try:
             self.journal(record)
         except JournalError as exc:
+            journalled = False
             event(log, "journal_write_failed", logging.ERROR, job_id=record.get("job_id"),
                   op=record["op"], error=str(exc))
         self.book.apply(record)
+        return journalled
 
     # -- front end -------------------------------------------------------
     def handle_front(self, peer: bytes, frame: bytes, now: float) -> list[Out]:
@@ -257,11 +261,15 @@ class BrokerCore(HandoffMixin):
             self._requeue(entry, "store_failed", now, str(exc), count=False)
             return
         worker.jobs_done += 1
-        self._commit({"op": "stored", "job_id": entry.job_id, "masks": paths, "t": now})
+        journalled = self._commit({"op": "stored", "job_id": entry.job_id, "masks": paths,
+                                   "t": now})
         event(log, "job_result", job_id=entry.job_id, worker=worker.name,
               attempt=entry.job["attempt"], engine=msg.get("engine"), timings=msg.get("timings"),
               run_s=round(now - (entry.started_at or now), 3))
-        self.storage.delete_input(entry.job["image_path"])
+        if journalled:
+            # Unjournalled, a crash replays the job as in flight and runs it again, which
+            # needs the photo; the uploader removes it once the job is delivered.
+            self.storage.delete_input(entry.job["image_path"])
         self._deliver(entry, now)
 
     def _on_failed(self, worker: WorkerEntry, msg: dict[str, Any], now: float) -> None:

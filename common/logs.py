@@ -21,6 +21,11 @@ def register_secret(secret: str | None) -> None:
     """Never let ``secret`` reach a log line (short strings are ignored)."""
     if secret and len(secret) >= 4:
         _SECRETS.add(secret)
+        # log lines are JSON: a secret holding a quote, a backslash or a control
+        # character appears there escaped, so the escaped form is redacted as well
+        escaped = json.dumps(secret, ensure_ascii=False)[1:-1]
+        if escaped != secret:
+            _SECRETS.add(escaped)
 
 
 def redact(text: str) -> str:

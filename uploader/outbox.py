@@ -70,10 +70,14 @@ class Outbox:
                 continue
             if not isinstance(fields, dict) or fields.get("job_id") != path.name:
                 continue  # not ours (or damaged): leave it for a person to look at
+            version = fields.get("written_ns", 0)
+            if not isinstance(version, int):
+                continue  # damaged: leave it for a person to look at
             with self._lock:
                 known = self._entries.get(path.name)
-                if known is None or known.written_ns != fields.get("written_ns"):
-                    self._entries[path.name] = _Entry(fields, fields.get("written_ns", 0))
+                # newer only: a put() between our read and the lock must not be undone
+                if known is None or version > known.written_ns:
+                    self._entries[path.name] = _Entry(fields, version)
                     loaded += 1
         return loaded
 

@@ -148,3 +148,26 @@ def test_an_unreadable_snapshot_stops_start_up_instead_of_dropping_jobs(tmp_path
     journal.close()
     with pytest.raises(JournalError, match="snapshot cannot be read"):
         restore_book(Journal(tmp_path), remember_finished=10)
+
+
+def test_a_failed_compaction_is_not_retried_on_every_loop_turn(tmp_path, monkeypatch):
+    journal = Journal(tmp_path, compact_min_bytes=100)
+    journal.open()
+    while not journal.needs_compaction:
+        journal.append({"op": "noop", "pad": "y" * 40})
+
+    def full_disk(path, data, sync=True):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(journal_mod, "replace_file", full_disk)
+    clock = [1000.0]
+    monkeypatch.setattr(journal_mod.time, "monotonic", lambda: clock[0])
+    with pytest.raises(JournalError):
+        journal.compact({"op": "snapshot"})
+    assert not journal.needs_compaction          # backs off: the loop stays responsive
+    clock[0] += journal_mod.COMPACT_RETRY_S + 1
+    assert journal.needs_compaction              # and tries again later
+    monkeypatch.undo()
+    journal.compact({"op": "snapshot"})
+    assert not journal.needs_compaction
+    journal.close()

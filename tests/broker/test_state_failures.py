@@ -161,3 +161,20 @@ def test_journal_failure_after_accept_is_logged_and_the_broker_goes_on():
     h.journal.fail = True
     assert dispatched(h.worker("w1")) == [(b"w1", "j0")]
     assert h.query("j0")["state"] == "processing"
+
+
+def test_an_unjournalled_result_keeps_the_photo_for_the_rerun_after_a_crash():
+    # If the `stored` record is lost, a crash replays the job as in flight and runs it
+    # again: its photo must still be there, or the rerun fails `image_missing`.
+    h = Harness()
+    h.submit("j0")
+    h.worker("w1")
+    h.journal.fail = True
+    h.result("w1", "j0")
+    assert h.query("j0")["state"] == "uploading"
+    assert f"{ROOT}/j0.jpg" not in h.storage.deleted
+    h.journal.fail = False
+    h.submit("j1")
+    h.worker("w1")
+    h.result("w1", "j1")
+    assert f"{ROOT}/j1.jpg" in h.storage.deleted

@@ -96,3 +96,34 @@ def test_curve_needs_its_key_files():
 
 def test_settings_type_is_the_one_object():
     assert isinstance(load_settings(environ={}), Settings)
+
+
+@pytest.mark.parametrize("value", ["null", "~", "true", "0x1F", "0123", "12:30", "1_000", "1.50"])
+def test_string_settings_from_the_environment_are_taken_verbatim(value):
+    # API_KEY=null used to switch the key off (YAML null); 0x1F became "31", 12:30 "750".
+    s = load_settings(environ={"API_KEY": value, "MASK_COMPONENT_SECRET": value,
+                               "WORKER_GPUS": "0,1", "HOST": "127.0.0.1"})
+    assert s.server.api_key == value
+    assert s.upload.secret == value
+
+
+@pytest.mark.parametrize("env, named", [
+    ({"MAX_UPLOAD_MB": ".inf"}, "server.max_upload_mb"),
+    ({"UPLOAD_BACKOFF_BASE_S": ".inf"}, "upload.backoff_base_s"),
+    ({"JOB_DEADLINE_S": ".nan"}, "queue.job_deadline_s"),
+    ({"HEARTBEAT_INTERVAL_S": ".inf"}, "broker.heartbeat_interval_s"),
+])
+def test_non_finite_numbers_are_refused(env, named):
+    with pytest.raises(ConfigError) as err:
+        load_settings(environ=env)
+    assert named in str(err.value)
+
+
+def test_an_empty_api_key_is_refused(tmp_path):
+    # "" would require an empty X-API-Key header, i.e. no key at all, while the service
+    # logs api_key_required=true.
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("server:\n  api_key: ''\n")
+    with pytest.raises(ConfigError) as err:
+        load_settings(cfg, environ={})
+    assert "server.api_key" in str(err.value)

@@ -25,3 +25,20 @@ def test_one_json_line_per_event_with_fields_and_secret_redacted():
     assert "hunter2-secret" not in stream.getvalue()
     assert "RuntimeError" in third["exc"]
     assert redact("x hunter2-secret y") == "x *** y"
+
+
+def test_a_secret_with_json_escaped_characters_is_redacted_too():
+    # MASK_COMPONENT_SECRET may hold any printable ASCII, including " and \, which the
+    # JSON line escapes: the escaped form must not slip past the redaction.
+    stream = io.StringIO()
+    setup_logging("testproc", "DEBUG", stream=stream)
+    secret = 'q"uo\\te-secret-123'
+    register_secret(secret)
+    event(logging.getLogger("t"), "upload_failed", logging.WARNING, detail=f"auth {secret} bad")
+    try:
+        raise RuntimeError(f"header X-Internal-Auth: {secret}")
+    except RuntimeError:
+        event(logging.getLogger("t"), "crash", logging.ERROR, exc_info=True)
+    out = stream.getvalue()
+    assert "uo\\\\te-secret" not in out and "te-secret-123" not in out, out
+    assert [json.loads(line)["event"] for line in out.splitlines()] == ["upload_failed", "crash"]

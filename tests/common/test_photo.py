@@ -104,3 +104,38 @@ def test_tiny_images_are_refused():
     with pytest.raises(PhotoError) as err:
         probe(_encode(_gradient(8, 8), "PNG"), LIMIT)
     assert err.value.status == 422
+
+
+def test_multi_picture_jpeg_from_a_phone_camera_is_a_jpeg():
+    # Many phone cameras write MPO: a JPEG with extra pictures appended (Pillow names the
+    # format "MPO"). It is a .jpg to every user, so it is accepted as JPEG, first picture.
+    first, second = _gradient(40, 30), Image.new("RGB", (40, 30), (0, 255, 0))
+    data = _encode(first, "MPO", save_all=True, append_images=[second], quality=95)
+    assert Image.open(io.BytesIO(data)).format == "MPO"
+    assert probe(data, LIMIT) == ("JPEG", 40, 30)
+    out = decode_rgb(data, LIMIT)
+    assert out.shape == (30, 40, 3)
+    assert abs(int(out[15, 20, 1]) - 15 * 7) < 12  # the first picture, not the green one
+
+
+# EXIF holding orientation 6 (rotate to display) next to a tag whose type is wrong
+# (XResolution as ASCII): Pillow's ImageOps.exif_transpose raised TypeError / struct.error
+# re-writing such metadata, so a worker reported worker_error (retried) and the CLI crashed.
+_BAD_EXIF = bytes.fromhex("4578696600004d4d002a000000080002011a00020000000443616d0001120003"
+                          "000000010006000000000000")
+
+
+def test_odd_exif_metadata_still_decodes_upright():
+    out = decode_rgb(_encode(_gradient(40, 30), "JPEG", exif=_BAD_EXIF, quality=95), LIMIT)
+    assert out.shape == (40, 30, 3)  # orientation 6 applied
+
+
+def test_undecodable_bytes_never_raise_anything_but_photo_error(monkeypatch):
+    import common.photo as photo
+
+    def broken(img):
+        raise struct.error("bad tag")
+    monkeypatch.setattr(photo, "_to_rgb", broken)
+    with pytest.raises(PhotoError) as err:
+        decode_rgb(_encode(_gradient(), "PNG"), LIMIT)
+    assert err.value.status == 422

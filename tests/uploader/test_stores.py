@@ -167,3 +167,16 @@ def test_outbox_survives_restarts_and_takes_states_from_other_processes(tmp_path
     [(_, _, frame)] = service.due(epoch=1)
     assert decode(frame)["state"] == "done"
     assert mode(tmp_path / "outbox" / "job-1") == 0o600
+
+
+def test_outbox_rescan_never_replaces_a_newer_state_with_an_older_file(tmp_path):
+    # rescan reads a file, then takes the lock: an upload thread may have put a newer
+    # state in between. The older bytes must not overwrite it (done -> uploading).
+    box = Outbox(tmp_path / "outbox")
+    box.put("job-1", "uploading", None, "attempt 1")
+    older = (tmp_path / "outbox" / "job-1").read_bytes()
+    box.put("job-1", "done")
+    (tmp_path / "outbox" / "job-1").write_bytes(older)   # what the racing rescan read
+    box.rescan()
+    [(_, _, frame)] = box.due(epoch=1)
+    assert decode(frame)["state"] == "done"
