@@ -9,6 +9,7 @@ value stops start-up with a :class:`ConfigError` that names the setting.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -230,7 +231,10 @@ def load_settings(path: str | os.PathLike | None = None,
     for var, dotted in ENV_OVERRIDES.items():
         value = environ.get(var)
         if value is not None and value != "":
-            _set_dotted(raw, dotted, _parse_env_value(value), var)
+            # A text setting takes the variable as it is: parsed as YAML, a secret or key
+            # such as "null", "0x1F" or "12:30" would become None, 31 or 750.
+            parsed = value if _is_text_setting(dotted) else _parse_env_value(value)
+            _set_dotted(raw, dotted, parsed, var)
     settings = _build(Settings, raw, "")
     settings = dataclasses.replace(settings, base_dir=str(path.resolve().parent))
     _validate(settings)
@@ -270,6 +274,16 @@ def _parse_env_value(value: str) -> Any:
     return parsed if isinstance(parsed, (str, int, float, bool)) or parsed is None else value
 
 
+def _is_text_setting(dotted: str) -> bool:
+    """True when the setting ``dotted`` (e.g. ``server.api_key``) holds a string."""
+    cls: Any = Settings
+    *parents, leaf = dotted.split(".")
+    for key in parents:
+        cls = _NESTED[{f.name: f for f in dataclasses.fields(cls)}[key].type]
+    kind = {f.name: f for f in dataclasses.fields(cls)}[leaf].type
+    return kind.replace("| None", "").strip() == "str"
+
+
 def _set_dotted(raw: dict, dotted: str, value: Any, source: str) -> None:
     node = raw
     *parents, leaf = dotted.split(".")
@@ -307,11 +321,8 @@ def _named(name: str) -> str:
 
 def _coerce(type_name: Any, value: Any, name: str) -> Any:
     t = type_name if isinstance(type_name, str) else getattr(type_name, "__name__", str(type_name))
-    nested = {c.__name__: c for c in (ServerSettings, QueueSettings, CurveSettings, BrokerSettings,
-                                      PathSettings, WorkerSettings, SchpSettings, RefineSettings,
-                                      SegmentationSettings, UploadSettings, LoggingSettings)}
-    if t in nested:
-        return _build(nested[t], value, name + ".")
+    if t in _NESTED:
+        return _build(_NESTED[t], value, name + ".")
     if t == "Mapping[str, LabelSet]":
         return _label_sets(value, name)
     optional = t.endswith("| None")
@@ -330,6 +341,8 @@ def _coerce(type_name: Any, value: Any, name: str) -> Any:
         raise ConfigError(f"{_named(name)}: must be a whole number, got {value!r}")
     if base == "float":
         if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if not math.isfinite(value):
+                raise ConfigError(f"{_named(name)}: must be a finite number, got {value!r}")
             return float(value)
         raise ConfigError(f"{_named(name)}: must be a number, got {value!r}")
     if base == "str":
@@ -359,6 +372,12 @@ def _label_sets(value: Any, name: str) -> dict[str, LabelSet]:
     return sets
 
 
+#: The setting sections by their type's name (annotations are strings here).
+_NESTED: dict[str, type] = {c.__name__: c for c in (
+    ServerSettings, QueueSettings, CurveSettings, BrokerSettings, PathSettings, WorkerSettings,
+    SchpSettings, RefineSettings, SegmentationSettings, UploadSettings, LoggingSettings)}
+
+
 def _check(ok: bool, name: str, message: str) -> None:
     if not ok:
         raise ConfigError(f"{name}: {message}")
@@ -368,6 +387,8 @@ def _validate(s: Settings) -> None:
     _check(1 <= s.server.port <= 65535, "server.port (PORT)", f"must be 1-65535, got {s.server.port}")
     _check(s.server.max_upload_mb > 0, "server.max_upload_mb", "must be positive")
     _check(s.server.max_image_pixels > 0, "server.max_image_pixels", "must be positive")
+    _check(s.server.api_key is None or s.server.api_key != "", "server.api_key (API_KEY)",
+           "must not be empty (leave it unset to serve without a key)")
     _check(s.server.broker_timeout_s > 0, "server.broker_timeout_s", "must be positive")
     _check(s.queue.max_size >= 1, "queue.max_size (QUEUE_MAX_SIZE)",
            f"must be at least 1, got {s.queue.max_size}")
@@ -403,8 +424,8 @@ def _validate(s: Settings) -> None:
         _check(ds in seg.schp.labels, f"segmentation.schp.labels.{ds}", "is missing")
     _check(0 <= seg.refine.min_speck_fraction < 1, "segmentation.refine.min_speck_fraction",
            "must be in [0, 1)")
-    _check(0 <= seg.refine.dilation_fraction < 0.2, "segmentation.refine.dilation_fraction",
-           "must be in [0, 0.2)")
+    _check(0 <= seg.refine.dilation_fraction <= 0.05, "segmentation.refine.dilation_fraction",
+           "must be in [0, 0.05] (a share of the image diagonal)")
     up = s.upload
     if up.url is not None:
         _check(up.url.startswith(("http://", "https://")), "upload.url (MASK_ASSET_URL)",

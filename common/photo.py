@@ -13,10 +13,21 @@ import io
 import warnings
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 #: Formats accepted for ``user_image`` (Pillow format names).
 ACCEPTED_FORMATS = ("JPEG", "PNG")
+
+#: Pillow formats that are JPEG files under another name: MPO is a JPEG with more pictures
+#: appended (phone cameras write it); its first picture is the photo.
+JPEG_ALIASES = ("MPO",)
+
+#: EXIF orientation -> the transpose that shows the photo upright (as ImageOps.exif_transpose).
+_ORIENTATION_TAG = 0x0112
+_UPRIGHT = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180,
+            4: Image.Transpose.FLIP_TOP_BOTTOM, 5: Image.Transpose.TRANSPOSE,
+            6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+            8: Image.Transpose.ROTATE_90}
 
 #: Smallest accepted side, in pixels; smaller images cannot hold a person.
 MIN_SIDE = 16
@@ -47,6 +58,8 @@ def probe(data: bytes, max_pixels: int) -> tuple[str, int, int]:
             fmt, (width, height) = img.format, img.size
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
         raise PhotoError("user_image is not an image (accepted formats: JPEG, PNG)", 415) from None
+    if fmt in JPEG_ALIASES:
+        fmt = "JPEG"
     if fmt not in ACCEPTED_FORMATS:
         raise PhotoError(f"user_image format {fmt} is not accepted (accepted formats: JPEG, PNG)", 415)
     if width * height > max_pixels:
@@ -70,12 +83,25 @@ def decode_rgb(data: bytes, max_pixels: int) -> np.ndarray:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(data)) as img:
                 img.load()
-                img = ImageOps.exif_transpose(img)
-                return _to_rgb(img)
-    except PhotoError:
+                return _to_rgb(_upright(img))
+    except (PhotoError, MemoryError):
         raise
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombWarning) as exc:
         raise PhotoError(f"user_image could not be decoded ({exc})", 422) from None
+    except Exception as exc:  # hostile bytes reach decoder paths that raise other types
+        raise PhotoError(f"user_image could not be decoded ({type(exc).__name__})", 422) from None
+
+
+def _upright(img: Image.Image) -> Image.Image:
+    """``img`` turned as its EXIF orientation says. Unlike ImageOps.exif_transpose this
+    never re-writes the metadata, which fails on tags of an unexpected type; metadata
+    that cannot be read at all counts as "no orientation"."""
+    try:
+        orientation = img.getexif().get(_ORIENTATION_TAG, 1)
+    except Exception:
+        return img
+    method = _UPRIGHT.get(orientation) if isinstance(orientation, int) else None
+    return img.transpose(method) if method is not None else img
 
 
 def _to_rgb(img: Image.Image) -> np.ndarray:

@@ -11,7 +11,8 @@ Configuration comes from ``common.config.load_settings`` (config.yaml and the
 environment: SCHP_WEIGHTS, SEGMENTATION_ENGINE, ...); ``--engine`` overrides
 ``segmentation.engine``.
 
-Exit status: 0 done, 2 unreadable or unaccepted photo (or bad arguments),
+Exit status: 0 done, 2 unreadable or unaccepted photo (or bad arguments, such as
+an --out folder that cannot be written),
 3 no person in the photo, 4 the engine cannot start, 5 bad configuration.
 Errors are one line on stderr.
 """
@@ -82,10 +83,13 @@ def _run(settings: Settings, data: bytes, out: Path, seg_map: bool) -> int:
         return _fail(EXIT_NO_PERSON, f"no person: {exc}")
     files = encode_masks(masks, seg_map)
     timings.update(masks.timings_ms)
-    out.mkdir(parents=True, exist_ok=True)
-    for name, png in files.items():
-        (out / f"{name}.png").write_bytes(png)
-    Image.fromarray(overlay(rgb, masks.upper, masks.lower)).save(out / OVERLAY_NAME)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        for name, png in files.items():
+            (out / f"{name}.png").write_bytes(png)
+        Image.fromarray(overlay(rgb, masks.upper, masks.lower)).save(out / OVERLAY_NAME)
+    except OSError as exc:
+        return _fail(EXIT_BAD_PHOTO, f"cannot write to {out}: {exc.strerror or exc}")
     _report(out, files, seg_map, timings)
     return 0
 

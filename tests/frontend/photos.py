@@ -45,6 +45,8 @@ def accepted_variants() -> dict[str, bytes]:
         "png_palette": encode(rgb.convert("P"), "PNG"),
         "png_alpha": encode(rgb.convert("RGBA"), "PNG"),
         "jpeg_exif_rotated": encode(rgb, "JPEG", exif=exif.tobytes()),
+        # a phone camera's multi-picture JPEG (Pillow calls it MPO), stored as .jpg
+        "jpeg_mpo": encode(rgb, "MPO", save_all=True, append_images=[rgb.convert("L")]),
     }
 
 

@@ -156,6 +156,16 @@ class RejectTest(FrontendTestCase):
                                       headers={"Content-Type": content_type})
                 self.assert_rejected(response, 415)
 
+    def test_multipart_with_unreadable_parameters_is_a_bad_form_not_a_wrong_type(self):
+        # Used to answer 415 "Content-Type must be multipart/form-data (got 'multipart/...')".
+        for content_type in ("multipart/form-data; boundary=a; boundary=b",
+                             "multipart/form-data; boundary=----=_Part_1", "multipart/form-data;;"):
+            with self.subTest(content_type):
+                response = self.fetch("/process", method="POST", raise_error=False,
+                                      body=forms.body(*forms.process_parts(photos.jpeg())),
+                                      headers={"Content-Type": content_type})
+                self.assert_rejected(response, 400)
+
     def test_multipart_without_boundary(self):
         response = self.fetch("/process", method="POST", raise_error=False,
                               body=forms.body(*forms.process_parts(photos.jpeg())),

@@ -93,3 +93,31 @@ def test_bad_configuration_exits_5(astronaut_png, tmp_path):
     done = run_cli(str(astronaut_png), "--out", str(tmp_path), SEGMENTATION_ENGINE="fastest")
     assert done.returncode == 5
     assert "SEGMENTATION_ENGINE" in done.stderr
+
+
+def test_an_output_folder_that_cannot_be_written_exits_2_with_one_line(tmp_path, monkeypatch,
+                                                                         capsys):
+    # Used to end in a traceback (exit 1) after the whole segmentation had run.
+    import io as _io
+
+    from common.config import load_settings
+    from segworker import cli, engines
+    from segworker.engine import Engine, Segmentation
+
+    class Fake(Engine):
+        name = "fake"
+
+        def segment(self, rgb):
+            mask = np.zeros(rgb.shape[:2], bool)
+            mask[8:24, 8:24] = True
+            return Segmentation(upper=mask, lower=mask.copy())
+
+    monkeypatch.setattr(engines, "build_engine", lambda settings: Fake())
+    buf = _io.BytesIO()
+    Image.new("RGB", (32, 32), (90, 90, 90)).save(buf, "PNG")
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    code = cli._run(load_settings(environ={}), buf.getvalue(), blocker / "out", False)
+    assert code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("segworker.cli: cannot write"), err
