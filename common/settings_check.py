@@ -12,6 +12,9 @@ import sys
 
 from common.config import ConfigError, load_settings
 
+#: Settings that --print refuses to write: they are secrets.
+SECRET_SETTINGS = ("upload.secret", "server.api_key")
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m common.settings_check")
@@ -21,6 +24,9 @@ def main(argv: list[str] | None = None) -> int:
         settings = load_settings()
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
+        return 1
+    if args.dotted in SECRET_SETTINGS:
+        print(f"{args.dotted} is a secret; it is not printed", file=sys.stderr)
         return 1
     if args.dotted:
         value = settings
