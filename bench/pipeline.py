@@ -1,7 +1,7 @@
 """Throughput of the whole service: real processes, N photos submitted at once.
 
     venv/bin/python bench/pipeline.py [--jobs 20] [--workers 1 2] [--photo P]
-                                      [--engine pose|schp] [--weights FILE]
+                                      [--engine parser|schp] [--weights FILE]
 
 For each worker count it starts the service (broker, uploader, workers, front
 end, stand-in asset service) under a temporary directory, submits ``--jobs``
@@ -91,7 +91,7 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=20)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--photo", type=Path, help="JPEG/PNG (default: a sample photo of a person)")
-    parser.add_argument("--engine", choices=("pose", "schp"), default="pose")
+    parser.add_argument("--engine", choices=("parser", "schp"), default="parser")
     parser.add_argument("--weights", help="SCHP checkpoint (with --engine schp)")
     args = parser.parse_args()
     photo = args.photo.read_bytes() if args.photo else person_photo()

@@ -1,17 +1,25 @@
 """Mask quality of an engine against a labelled folder: IoU per photo and mean.
 
-    venv/bin/python bench/quality.py --data DIR [--engine pose|schp|auto] [--limit N]
-                                     [--save-dir D] [--config PATH] [--no-refine]
+    venv/bin/python bench/quality.py --data DIR [--engine auto|parser|schp] [--limit N]
+                                     [--overlays D] [--save-dir D] [--types FILE]
+                                     [--threads N] [--config PATH] [--no-refine]
 
 DIR is laid out like the development set (see its README): ``images/<stem>.jpg``,
 ``masks/<stem>_upper.png``, ``masks/<stem>_lower.png``, ``masks/<stem>_ignore.png``
 and optionally ``manifest.json`` (a list of ``{"stem": ...}``; otherwise every
 image is used, in name order).
 
-Scoring, per the set's README: pixels where ignore is 255 do not count; a
-part whose reference covers under 0.5 % of the scored pixels is *absent* in
-that photo and left out of the part's mean; a predicted pixel is a mask value
->= 128; a photo the engine finds no person in counts as empty predictions.
+Scoring, per the set's README (:mod:`segworker.scoring`): pixels where ignore
+is 255 do not count; a part whose reference covers under 0.5 % of the scored
+pixels is *absent* in that photo and left out of the part's mean; a photo the
+engine finds no person in counts as empty predictions. The means are also
+given per outfit type (``--types``, by default the development set's types
+when DIR is that set) and the time per photo at ``--threads`` torch threads
+(default 1, the production layout), decode included.
+
+``--overlays D`` writes one side-by-side PNG per photo to D: the photo, the
+predicted masks over it (upper green, lower magenta) and the reference masks
+(unscored pixels grey), for a person to look at.
 
 Each photo goes through the service's own path: ``decode_rgb`` -> engine ->
 refinement (``segworker.pipeline``), with the settings of config.yaml / the
@@ -45,84 +53,106 @@ from common.photo import decode_rgb  # noqa: E402
 from segworker.engine import NoPersonError  # noqa: E402
 from segworker.engines import build_engine  # noqa: E402
 from segworker.pipeline import refine_segmentation  # noqa: E402
-
-#: Reference share of the scored pixels under which a part is absent (fraction).
-ABSENT_SHARE = 0.005
-
-#: Mask value from which a pixel counts as predicted (0-255).
-PREDICTED_LEVEL = 128
-
-PARTS = ("upper", "lower")
+from segworker.scoring import PARTS, load_reference, photo_paths, score_part  # noqa: E402
 
 #: Refinement that changes nothing (for --no-refine).
 NO_REFINE = RefineSettings(fill_holes=False, min_speck_fraction=0.0, dilation_fraction=0.0,
                            single_person=False)
 
-
-def score_part(pred: np.ndarray, ref: np.ndarray, valid: np.ndarray) -> float | None:
-    """IoU of boolean ``pred`` against ``ref`` over ``valid`` pixels, or None
-    when the part is absent (reference under :data:`ABSENT_SHARE` of them)."""
-    scored = int(valid.sum())
-    ref = ref & valid
-    if scored == 0 or ref.sum() / scored < ABSENT_SHARE:
-        return None
-    union = int(((pred | ref) & valid).sum())
-    return float((pred & ref & valid).sum() / union) if union else 0.0
-
-
-def load_reference(data: Path, stem: str) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """``({part: reference mask}, valid mask)`` of one photo."""
-    def read(name: str) -> np.ndarray:
-        return np.asarray(Image.open(data / "masks" / f"{stem}_{name}.png").convert("L"))
-    refs = {part: read(part) == 255 for part in PARTS}
-    return refs, read("ignore") == 0
-
-
-def photo_paths(data: Path, limit: int | None) -> list[tuple[str, Path]]:
-    """``(stem, image path)`` of the photos to score, manifest order first."""
-    manifest = data / "manifest.json"
-    images = {p.stem: p for p in sorted((data / "images").iterdir())
-              if p.suffix.lower() in (".jpg", ".jpeg", ".png")}
-    if manifest.exists():
-        stems = [entry["stem"] for entry in json.loads(manifest.read_text())]
-    else:
-        stems = sorted(images)
-    found = [(stem, images[stem]) for stem in stems if stem in images]
-    return found[:limit] if limit else found
+#: The development set's outfit types (from its README), for --types.
+DEV_TYPES = Path(__file__).resolve().parent / "dev_outfit_types.json"
 
 
 def run(args: argparse.Namespace) -> int:
+    torch_threads(args.threads)
     settings = load_settings(args.config)
     seg = dataclasses.replace(settings.segmentation, engine=args.engine or settings.segmentation.engine)
     served = NO_REFINE if args.no_refine else seg.refine
     # "served" first: the time per photo is taken when it is done.
     variants = {"served": served, "tight": dataclasses.replace(served, dilation_fraction=0.0)}
     engine = build_engine(dataclasses.replace(settings, segmentation=seg))
-    print(f"engine: {engine.name} ({engine.selected_because})\nrefine (served): {served}")
-    save = Path(args.save_dir) if args.save_dir else None
-    if save:
-        save.mkdir(parents=True, exist_ok=True)
-    scores = {(v, part): [] for v in variants for part in PARTS}
+    print(f"engine: {engine.name} ({engine.selected_because})\nrefine (served): {served}\n"
+          f"threads: {args.threads}")
+    folders = {name: Path(d) for name, d in (("save", args.save_dir), ("overlays", args.overlays)) if d}
+    for folder in folders.values():
+        folder.mkdir(parents=True, exist_ok=True)
+    data = Path(args.data)
+    scores: dict[tuple[str, str], list[float]] = {(v, part): [] for v in variants for part in PARTS}
+    per_photo: dict[str, dict[str, float | None]] = {}
     times: list[float] = []
-    for stem, path in photo_paths(Path(args.data), args.limit):
+    for stem, path in photo_paths(data, args.limit):
         started = time.perf_counter()
         rgb = decode_rgb(path.read_bytes(), settings.server.max_image_pixels)
         preds = _predict(engine, rgb, variants, started, times)
-        refs, valid = load_reference(Path(args.data), stem)
+        refs, valid = load_reference(data, stem)
         cells = []
         for part in PARTS:
             row = {v: score_part(preds[v][part], refs[part], valid) for v in variants}
             for v, value in row.items():
                 if value is not None:
                     scores[(v, part)].append(value)
+            per_photo.setdefault(stem, {})[part] = row["tight"]
             cells.append(f"{part} " + ("absent" if row["tight"] is None else
                                        f"{row['tight']:.3f} (served {row['served']:.3f})"))
         note = "  no_person" if preds["tight"]["no_person"] else ""
         print(f"{stem}  {'  '.join(cells)}  {times[-1]:.0f} ms{note}")
-        if save:
-            _save(save, stem, rgb, preds["served"])
+        if "save" in folders:
+            _save(folders["save"], stem, rgb, preds["served"])
+        if "overlays" in folders:
+            Image.fromarray(side_by_side(rgb, preds["served"], refs, valid)).save(
+                folders["overlays"] / f"{stem}.png")
     _summary(scores, variants, times)
+    _types_summary(per_photo, _outfit_types(args.types, data))
     return 0
+
+
+def torch_threads(count: int) -> None:
+    """Run every engine at ``count`` threads (torch and OpenCV), as a worker does."""
+    import cv2
+    cv2.setNumThreads(count)
+    try:
+        import torch
+    except ImportError:
+        return
+    torch.set_num_threads(count)
+
+
+def side_by_side(rgb: np.ndarray, pred: dict, refs: dict[str, np.ndarray],
+                 valid: np.ndarray) -> np.ndarray:
+    """``photo | predicted masks over it | reference masks over it`` (unscored grey)."""
+    from segworker.cli import overlay
+    reference = overlay(rgb, refs["upper"], refs["lower"])
+    reference[~valid] = (reference[~valid] * 0.3 + 110).astype(np.uint8)
+    return np.concatenate([rgb, overlay(rgb, pred["upper"], pred["lower"]), reference], axis=1)
+
+
+def _outfit_types(option: str | None, data: Path) -> dict[str, list[str]]:
+    """``{type: [stems]}`` from ``--types``, or the development set's when
+    DIR holds its photos; {} otherwise."""
+    path = Path(option) if option else DEV_TYPES
+    types = {k: v for k, v in json.loads(path.read_text()).items() if not k.startswith("_")}
+    if option is None and not all((data / "images" / f"{stems[0]}.jpg").exists()
+                                  for stems in types.values()):
+        return {}
+    return types
+
+
+def _types_summary(per_photo: dict[str, dict[str, float | None]],
+                   types: dict[str, list[str]]) -> None:
+    if not types:
+        return
+    print("mean IoU per outfit type (tight; n = photos where the part is present):")
+    worst = 1.0
+    for name, stems in types.items():
+        cells = []
+        for part in PARTS:
+            values = [per_photo[s][part] for s in stems if s in per_photo and per_photo[s][part] is not None]
+            if values:
+                worst = min(worst, statistics.fmean(values))
+            cells.append(f"{part} {statistics.fmean(values):.3f} (n={len(values)})" if values
+                         else f"{part} absent")
+        print(f"  {name:<10} {'  '.join(cells)}")
+    print(f"lowest outfit-type mean: {worst:.3f}")
 
 
 def _predict(engine, rgb: np.ndarray, variants: dict[str, RefineSettings], started: float,
@@ -173,8 +203,13 @@ def _save(folder: Path, stem: str, rgb: np.ndarray, pred: dict[str, np.ndarray])
 def main() -> int:
     parser = argparse.ArgumentParser(description="Score an engine's masks against a labelled folder.")
     parser.add_argument("--data", required=True, help="labelled folder (images/, masks/)")
-    parser.add_argument("--engine", choices=("auto", "schp", "pose"),
+    parser.add_argument("--engine", choices=("auto", "parser", "schp"),
                         help="override segmentation.engine")
+    parser.add_argument("--overlays", help="write photo | prediction | reference PNGs here")
+    parser.add_argument("--types", help="JSON {type: [stems]} for per-type means "
+                        "(default: the development set's, when DIR is that set)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch / OpenCV threads (default 1, as a production worker)")
     parser.add_argument("--limit", type=int, help="score only the first N photos")
     parser.add_argument("--save-dir", help="write predicted masks and overlays here")
     parser.add_argument("--config", help="config file (default: config.yaml)")

@@ -14,7 +14,7 @@ and survive broker restarts):
 - ``upload_retried`` / ``dead_lettered`` / ``upload_delivered``: the uploader's
   own counters as it last reported them; ``uploader_alive``: it is connected now.
 - ``segmentation_ready``: at least one connected worker reports ``model_loaded``.
-- ``engine``: the engine name connected workers report (``"pose,schp"`` when they
+- ``engine``: the engine name connected workers report (``"parser,schp"`` when they
   differ, None when no worker is connected); ``engines`` lists them.
 """
 

@@ -104,6 +104,12 @@ class SchpSettings:
 
 
 @dataclass(frozen=True)
+class ParserSettings:
+    weights: str | None = None
+    labels: LabelSet = LabelSet(upper=(1, 3), lower=(2, 3))
+
+
+@dataclass(frozen=True)
 class RefineSettings:
     fill_holes: bool = True
     min_speck_fraction: float = 0.002
@@ -116,6 +122,7 @@ class SegmentationSettings:
     engine: str = "auto"
     write_seg_map: bool = False
     schp: SchpSettings = field(default_factory=SchpSettings)
+    parser: ParserSettings = field(default_factory=ParserSettings)
     refine: RefineSettings = field(default_factory=RefineSettings)
 
 
@@ -195,6 +202,7 @@ ENV_OVERRIDES: dict[str, str] = {
     "SEGMENTATION_ENGINE": "segmentation.engine",
     "WRITE_SEG_MAP": "segmentation.write_seg_map",
     "SCHP_WEIGHTS": "segmentation.schp.weights",
+    "PARSER_WEIGHTS": "segmentation.parser.weights",
     "SCHP_DATASET": "segmentation.schp.dataset",
     "SCHP_FLIP": "segmentation.schp.flip",
     "SCHP_BF16": "segmentation.schp.bf16",
@@ -208,7 +216,7 @@ ENV_OVERRIDES: dict[str, str] = {
 #: Environment variable naming the config file (the seed's name for it).
 CONFIG_PATH_ENV = "SCHP_CONFIG_PATH"
 
-_ENGINES = ("auto", "schp", "pose")
+_ENGINES = ("auto", "parser", "schp")
 _DEVICES = ("auto", "cpu", "cuda")
 _DATASETS = ("auto", "atr", "lip", "pascal")
 _LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -325,6 +333,8 @@ def _coerce(type_name: Any, value: Any, name: str) -> Any:
         return _build(_NESTED[t], value, name + ".")
     if t == "Mapping[str, LabelSet]":
         return _label_sets(value, name)
+    if t == "LabelSet":
+        return _label_set(value, name)
     optional = t.endswith("| None")
     base = t.replace("| None", "").strip()
     if value is None:
@@ -355,27 +365,27 @@ def _coerce(type_name: Any, value: Any, name: str) -> Any:
 def _label_sets(value: Any, name: str) -> dict[str, LabelSet]:
     if not isinstance(value, dict):
         raise ConfigError(f"{name}: must map a dataset to its upper and lower label lists")
-    sets = {}
-    for dataset, parts in value.items():
-        where = f"{name}.{dataset}"
-        if not isinstance(parts, dict) or set(parts) != {"upper", "lower"}:
-            raise ConfigError(f"{where}: must have exactly 'upper' and 'lower' label lists")
-        ids = {}
-        for part in ("upper", "lower"):
-            labels = parts[part]
-            if (not isinstance(labels, list)
-                    or not all(isinstance(i, int) and not isinstance(i, bool) and 0 <= i < 256
-                               for i in labels)):
-                raise ConfigError(f"{where}.{part}: must be a list of label ids 0-255")
-            ids[part] = tuple(labels)
-        sets[str(dataset)] = LabelSet(**ids)
-    return sets
+    return {str(dataset): _label_set(parts, f"{name}.{dataset}") for dataset, parts in value.items()}
+
+
+def _label_set(parts: Any, where: str) -> LabelSet:
+    if not isinstance(parts, dict) or set(parts) != {"upper", "lower"}:
+        raise ConfigError(f"{where}: must have exactly 'upper' and 'lower' label lists")
+    ids = {}
+    for part in ("upper", "lower"):
+        labels = parts[part]
+        if (not isinstance(labels, list)
+                or not all(isinstance(i, int) and not isinstance(i, bool) and 0 <= i < 256
+                           for i in labels)):
+            raise ConfigError(f"{where}.{part}: must be a list of label ids 0-255")
+        ids[part] = tuple(labels)
+    return LabelSet(**ids)
 
 
 #: The setting sections by their type's name (annotations are strings here).
 _NESTED: dict[str, type] = {c.__name__: c for c in (
     ServerSettings, QueueSettings, CurveSettings, BrokerSettings, PathSettings, WorkerSettings,
-    SchpSettings, RefineSettings, SegmentationSettings, UploadSettings, LoggingSettings)}
+    SchpSettings, ParserSettings, RefineSettings, SegmentationSettings, UploadSettings, LoggingSettings)}
 
 
 def _check(ok: bool, name: str, message: str) -> None:

@@ -1,1 +1,1 @@
-"""Segmentation workers: the engines (SCHP, pose) and the worker process around them."""
+"""Segmentation workers: the engines (parser, SCHP) and the worker process around them."""

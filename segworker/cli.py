@@ -1,12 +1,12 @@
 """Masks for one photo from the command line, with the same settings as the service.
 
-    python -m segworker.cli PHOTO --out DIR [--seg-map] [--engine auto|schp|pose]
-                            [--config PATH]
+    python -m segworker.cli PHOTO [PHOTO ...] --out DIR [--seg-map]
+                            [--engine auto|parser|schp] [--config PATH]
 
 Writes ``upper_body_mask.png``, ``lower_body_mask.png`` and ``overlay.png``
 (upper in green, lower in magenta, over the photo) to DIR, plus ``seg_map.png``
-with ``--seg-map`` when the engine has labels (SCHP; the pose engine has
-none). Prints the engine, why it was chosen, and milliseconds per stage.
+with ``--seg-map``. With several photos, each one's files go to ``DIR/<name>/``
+and the engine is loaded once. Prints the engine, why it was chosen, and milliseconds per stage.
 Configuration comes from ``common.config.load_settings`` (config.yaml and the
 environment: SCHP_WEIGHTS, SEGMENTATION_ENGINE, ...); ``--engine`` overrides
 ``segmentation.engine``.
@@ -14,7 +14,8 @@ environment: SCHP_WEIGHTS, SEGMENTATION_ENGINE, ...); ``--engine`` overrides
 Exit status: 0 done, 2 unreadable or unaccepted photo (or bad arguments, such as
 an --out folder that cannot be written),
 3 no person in the photo, 4 the engine cannot start, 5 bad configuration.
-Errors are one line on stderr.
+Errors are one line on stderr. With several photos every photo is tried and
+the status is the first failure's.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from common.config import ConfigError, Settings, load_settings
 from common.logs import setup_logging
 from common.photo import PhotoError, decode_rgb
 from common.wire import LOWER, SEG_MAP, UPPER
+from segworker.engine import Engine, EngineLoadError, NoPersonError
 
 #: Exit statuses (see the module docstring).
 EXIT_BAD_PHOTO, EXIT_NO_PERSON, EXIT_ENGINE, EXIT_CONFIG = 2, 3, 4, 5
@@ -51,32 +53,40 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         return _fail(EXIT_CONFIG, f"configuration error: {exc}")
     setup_logging("segworker-cli", settings.logging.level)
-    try:
-        data = Path(args.photo).read_bytes()
-    except OSError as exc:
-        return _fail(EXIT_BAD_PHOTO, f"cannot read {args.photo}: {exc.strerror}")
-    return _run(settings, data, Path(args.out), args.seg_map)
-
-
-def _run(settings: Settings, data: bytes, out: Path, seg_map: bool) -> int:
-    from segworker.engine import EngineLoadError, NoPersonError
     from segworker.engines import build_engine
-    from segworker.pipeline import encode_masks, segment_photo
-
-    timings: dict[str, float] = {}
-    started = time.perf_counter()
-    try:
-        rgb = decode_rgb(data, settings.server.max_image_pixels)
-    except PhotoError as exc:
-        return _fail(EXIT_BAD_PHOTO, f"bad photo: {exc}")
-    timings["decode"] = _ms(started)
     started = time.perf_counter()
     try:
         engine = build_engine(settings)
     except EngineLoadError as exc:
         return _fail(EXIT_ENGINE, f"engine cannot start: {exc}")
-    timings["engine_load"] = _ms(started)
+    load_ms = _ms(started)
     print(f"engine: {engine.name} ({engine.selected_because})")
+    out = Path(args.out)
+    status = 0
+    for photo in args.photo:
+        folder = out / Path(photo).stem if len(args.photo) > 1 else out
+        if len(args.photo) > 1:
+            print(f"photo: {photo}")
+        code = _run(settings, engine, Path(photo), folder, args.seg_map, {"engine_load": load_ms})
+        status = status or code
+        load_ms = 0.0
+    return status
+
+
+def _run(settings: Settings, engine: Engine, photo: Path, out: Path, seg_map: bool,
+         timings: dict[str, float]) -> int:
+    from segworker.pipeline import encode_masks, segment_photo
+
+    try:
+        data = photo.read_bytes()
+    except OSError as exc:
+        return _fail(EXIT_BAD_PHOTO, f"cannot read {photo}: {exc.strerror}")
+    started = time.perf_counter()
+    try:
+        rgb = decode_rgb(data, settings.server.max_image_pixels)
+    except PhotoError as exc:
+        return _fail(EXIT_BAD_PHOTO, f"bad photo: {exc}")
+    timings = {"decode": _ms(started), **timings}
     try:
         masks = segment_photo(engine, rgb, settings.segmentation.refine)
     except NoPersonError as exc:
@@ -90,7 +100,7 @@ def _run(settings: Settings, data: bytes, out: Path, seg_map: bool) -> int:
         Image.fromarray(overlay(rgb, masks.upper, masks.lower)).save(out / OVERLAY_NAME)
     except OSError as exc:
         return _fail(EXIT_BAD_PHOTO, f"cannot write to {out}: {exc.strerror or exc}")
-    _report(out, files, seg_map, timings)
+    _report(out, files, timings)
     return 0
 
 
@@ -107,11 +117,9 @@ def overlay(rgb: np.ndarray, upper: np.ndarray, lower: np.ndarray) -> np.ndarray
     return (rgb * (1 - alpha) + tint * alpha).round().astype(np.uint8)
 
 
-def _report(out: Path, files: dict[str, bytes], seg_map: bool, timings: dict[str, float]) -> None:
+def _report(out: Path, files: dict[str, bytes], timings: dict[str, float]) -> None:
     written = [f"{name}.png" for name in (UPPER, LOWER, SEG_MAP) if name in files]
     print(f"wrote: {', '.join(written + [OVERLAY_NAME])} in {out}")
-    if seg_map and SEG_MAP not in files:
-        print("seg_map: not available (this engine has no body-part labels; use SCHP)")
     stages = "  ".join(f"{stage}={ms:.1f}" for stage, ms in timings.items())
     print(f"timings_ms: {stages}  total={sum(timings.values()):.1f}")
 
@@ -127,11 +135,11 @@ def _settings(args: argparse.Namespace) -> Settings:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m segworker.cli",
                                      description="Write upper/lower body masks for one photo.")
-    parser.add_argument("photo", help="JPEG or PNG photo of a person")
+    parser.add_argument("photo", nargs="+", help="JPEG or PNG photo(s) of a person")
     parser.add_argument("--out", required=True, help="folder for the masks and the preview")
     parser.add_argument("--seg-map", action="store_true",
                         help="also write seg_map.png (engines with labels only)")
-    parser.add_argument("--engine", choices=("auto", "schp", "pose"),
+    parser.add_argument("--engine", choices=("auto", "parser", "schp"),
                         help="override segmentation.engine (SEGMENTATION_ENGINE)")
     parser.add_argument("--config", help="config file (default: $SCHP_CONFIG_PATH or config.yaml)")
     return parser

@@ -57,7 +57,7 @@ class Segmentation:
 class Engine(abc.ABC):
     """A loaded segmentation model. Instances are used from one thread at a time."""
 
-    #: "schp" or "pose"; reported by /health and the logs.
+    #: "parser" or "schp"; reported by /health and the logs.
     name: str = "?"
 
     #: Human-readable reason this engine was chosen (filled by the selector).

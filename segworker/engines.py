@@ -1,20 +1,22 @@
-"""Engine selection: ``segmentation.engine`` (SEGMENTATION_ENGINE) = auto | schp | pose.
+"""Engine selection: ``segmentation.engine`` (SEGMENTATION_ENGINE) = auto | parser | schp.
 
-- ``pose``: the MediaPipe pose engine (:mod:`segworker.pose`), no weights needed.
+- ``parser``: the garment parser (:mod:`segworker.parser`), trained weights shipped
+  with the project; ``segmentation.parser.weights`` (PARSER_WEIGHTS) may name others.
 - ``schp``: the SCHP engine; its weights must be configured and must load.
 - ``auto``: SCHP when ``segmentation.schp.weights`` (SCHP_WEIGHTS) is set,
-  otherwise pose. Configured weights that do not load are a start-up error,
-  never a silent fall-back to pose: an operator who set SCHP_WEIGHTS expects
-  SCHP's masks.
+  otherwise the parser. Configured weights that do not load are a start-up
+  error, never a silent fall-back: an operator who set SCHP_WEIGHTS expects
+  SCHP's masks, and a damaged parser file is named, not papered over.
 
-The chosen engine's ``selected_because`` says which rule picked it. SCHP (and
-with it torch) is imported only when it is chosen.
+The chosen engine's ``selected_because`` says which rule picked it. Each
+engine's heavy imports happen only when it is chosen.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from typing import Callable
 
 from common.config import Settings
 from common.logs import event
@@ -28,28 +30,34 @@ def build_engine(settings: Settings) -> Engine:
     (with a message naming the setting and the problem) when it cannot start."""
     choice = settings.segmentation.engine
     weights = settings.segmentation.schp.weights
-    if choice == "pose":
-        reason = "SEGMENTATION_ENGINE=pose"
-    elif choice == "schp":
-        reason = "SEGMENTATION_ENGINE=schp"
+    if choice in LOADERS:
+        reason = f"SEGMENTATION_ENGINE={choice}"
     elif choice == "auto":
         reason = (f"SEGMENTATION_ENGINE=auto and SCHP weights are configured ({weights})"
                   if weights else "SEGMENTATION_ENGINE=auto and no SCHP weights configured")
-        choice = "schp" if weights else "pose"
+        choice = "schp" if weights else "parser"
     else:
         raise EngineLoadError(f"segmentation.engine (SEGMENTATION_ENGINE): unknown engine "
-                              f"{choice!r}; use auto, schp or pose")
+                              f"{choice!r}; use auto, {', '.join(LOADERS)}")
     started = time.perf_counter()
-    engine = _load_schp(settings, reason) if choice == "schp" else _load_pose()
+    engine = LOADERS[choice](settings, reason)
     engine.selected_because = reason
     event(log, "engine_selected", engine=engine.name, selected_because=reason,
           load_ms=round((time.perf_counter() - started) * 1000, 1))
     return engine
 
 
-def _load_pose() -> Engine:
-    from segworker.pose import PoseEngine  # mediapipe only when pose is chosen
-    return PoseEngine()
+def _load_parser(settings: Settings, reason: str) -> Engine:
+    from segworker.parser.engine import ParserEngine  # torch only when the parser is chosen
+    try:
+        return ParserEngine.from_settings(settings)
+    except EngineLoadError as exc:
+        hint = ("fix or unset PARSER_WEIGHTS (segmentation.parser.weights)"
+                if settings.segmentation.parser.weights else
+                "restore segworker/parser/parser.pt and its .sha256 from git, or retrain it "
+                "(docs/parser.md)")
+        raise EngineLoadError(f"the parser engine was selected because {reason}, but it cannot "
+                              f"start: {exc}. To start, {hint}.") from None
 
 
 def _load_schp(settings: Settings, reason: str) -> Engine:
@@ -57,8 +65,13 @@ def _load_schp(settings: Settings, reason: str) -> Engine:
     try:
         return SchpEngine.from_settings(settings)
     except EngineLoadError as exc:
-        hint = ("fix the file SCHP_WEIGHTS (segmentation.schp.weights) names, or unset it"
-                if settings.segmentation.schp.weights else "configure SCHP_WEIGHTS")
+        hint = ("fix the file SCHP_WEIGHTS (segmentation.schp.weights) names, or unset it "
+                "for the parser engine" if settings.segmentation.schp.weights else
+                "configure SCHP_WEIGHTS, or set SEGMENTATION_ENGINE=parser for the parser engine")
         raise EngineLoadError(f"the SCHP engine was selected because {reason}, but it cannot "
-                              f"start: {exc}. To start, {hint}, or set SEGMENTATION_ENGINE=pose "
-                              "for the pose engine.") from None
+                              f"start: {exc}. To start, {hint}.") from None
+
+
+#: Engine name -> loader(settings, reason the engine was chosen).
+LOADERS: dict[str, Callable[[Settings, str], Engine]] = {
+    "parser": _load_parser, "schp": _load_schp}

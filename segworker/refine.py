@@ -102,7 +102,7 @@ def main_person_weight(mask: np.ndarray) -> float:
     xs = np.nonzero(mask)[1]
     if xs.size == 0:
         return 0.0
-    return float(_weights(np.array([xs.size]), np.array([xs.mean()]), mask.shape[1])[0])
+    return float(centred_weights(np.array([xs.size]), np.array([xs.mean()]), mask.shape[1])[0])
 
 
 def keep_main_person(upper: np.ndarray, lower: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -129,7 +129,7 @@ def keep_main_person(upper: np.ndarray, lower: np.ndarray) -> tuple[np.ndarray, 
     owner = labels[ys, xs]
     area = np.bincount(owner, minlength=count).astype(np.float64)
     centre = np.bincount(owner, weights=xs, minlength=count) / np.maximum(area, 1)
-    weights = _weights(area, centre, small.shape[1])
+    weights = centred_weights(area, centre, small.shape[1])
     weights[0] = -1.0  # label 0 is the background
     person = (labels == int(np.argmax(weights))).astype(np.uint8)
     if scale < 1.0:  # one cell of slack so no edge pixel of the person is lost
@@ -139,6 +139,8 @@ def keep_main_person(upper: np.ndarray, lower: np.ndarray) -> tuple[np.ndarray, 
     return upper & person, lower & person
 
 
-def _weights(area: np.ndarray, centre_x: np.ndarray, width: int) -> np.ndarray:
+def centred_weights(area: np.ndarray, centre_x: np.ndarray, width: int) -> np.ndarray:
+    """Subject weight of regions of ``area`` pixels centred at ``centre_x``: the
+    area, weighted down by up to :data:`EDGE_PENALTY` towards the left or right edge."""
     off_centre = np.abs(centre_x / width - 0.5) * 2  # 0 at the centre line, 1 at an edge
     return area * (1.0 - EDGE_PENALTY * off_centre)

@@ -87,7 +87,7 @@ class Harness:
 
     def worker(self, name: str, kind: str = "ready", peer: bytes | None = None,
                **info: Any) -> list[Out]:
-        info = {"id": name, "host": "h", "pid": 1, "index": 0, "engine": "pose",
+        info = {"id": name, "host": "h", "pid": 1, "index": 0, "engine": "parser",
                 "model_loaded": True, "device": "cpu", "inline_images": False,
                 "busy": kind != "ready", **info}
         return self.core.handle_worker(peer or name.encode(), wire.encode(kind, worker=info),
@@ -96,7 +96,7 @@ class Harness:
     def result(self, name: str, job_id: str, attempt: int = 0, masks: dict | None = None,
                peer: bytes | None = None) -> list[Out]:
         frame = wire.encode("result", job_id=job_id, attempt=attempt, masks=masks or MASKS,
-                            engine="pose", timings={})
+                            engine="parser", timings={})
         return self.core.handle_worker(peer or name.encode(), frame, self.now)
 
     def failed(self, name: str, job_id: str, reason: str, retryable: bool,

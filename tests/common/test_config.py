@@ -21,12 +21,12 @@ def test_defaults_from_project_config_yaml():
 
 def test_environment_overrides_and_types():
     s = load_settings(environ={"PORT": "9001", "QUEUE_MAX_SIZE": "7", "WORKER_COUNT": "3",
-                               "SCHP_DEVICE": "cpu", "SEGMENTATION_ENGINE": "pose",
+                               "SCHP_DEVICE": "cpu", "SEGMENTATION_ENGINE": "parser",
                                "MASK_ASSET_URL": "https://assets.example/masks",
                                "MASK_COMPONENT_SECRET": "s3cret-value", "LOG_LEVEL": "debug",
                                "WORKER_INLINE_IMAGES": "true"})
     assert (s.server.port, s.queue.max_size, s.workers.count) == (9001, 7, 3)
-    assert s.workers.device == "cpu" and s.segmentation.engine == "pose"
+    assert s.workers.device == "cpu" and s.segmentation.engine == "parser"
     assert s.workers.inline_images is True
     assert s.upload.secret == "s3cret-value"
     assert "s3cret-value" not in repr(s)

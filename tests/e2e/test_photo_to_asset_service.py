@@ -71,7 +71,7 @@ def test_photo_without_a_person_fails_with_no_person(service):
 def test_health_and_stats_report_real_figures(service):
     health = service.get("/health").json()
     assert health["status"] == "ok" and health["segmentation_ready"] is True
-    assert health["engine"] == "pose" and health["queue_size"] == 0
+    assert health["engine"] == "parser" and health["queue_size"] == 0
     stats = service.stats()
     for key in ("queue_max", "queue_current", "workers", "jobs_processed", "uptime_sec"):
         assert key in stats

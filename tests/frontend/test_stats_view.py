@@ -13,15 +13,15 @@ def test_healthy():
 
 
 def test_workers_given_as_a_map_of_infos():
-    stats = {"queue_current": 4, "workers": {"w0": {"engine": "pose", "model_loaded": True},
-                                             "w1": {"engine": "pose", "alive": False}}}
+    stats = {"queue_current": 4, "workers": {"w0": {"engine": "parser", "model_loaded": True},
+                                             "w1": {"engine": "parser", "alive": False}}}
     status, body = health_body(stats)
     assert status == 200
-    assert (body["workers"], body["engine"], body["queue_size"]) == (1, "pose", 4)
+    assert (body["workers"], body["engine"], body["queue_size"]) == (1, "parser", 4)
 
 
 def test_loaded_worker_decides_the_engine():
-    infos = [{"engine": "pose", "model_loaded": False}, {"engine": "schp", "model_loaded": True}]
+    infos = [{"engine": "parser", "model_loaded": False}, {"engine": "schp", "model_loaded": True}]
     assert health_body({"workers": 2, "per_worker": infos})[1]["engine"] == "schp"
 
 

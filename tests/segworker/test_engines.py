@@ -1,4 +1,4 @@
-"""Engine selection: SEGMENTATION_ENGINE = auto | schp | pose, and SCHP_WEIGHTS."""
+"""Engine selection: SEGMENTATION_ENGINE = auto | parser | schp, and SCHP_WEIGHTS."""
 
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ def weights(tmp_path_factory):
 
 @pytest.fixture
 def build():
-    """build_engine, closing pose engines afterwards."""
+    """build_engine, closing MediaPipe-based engines afterwards."""
     built = []
 
     def _build(s):
@@ -53,20 +53,35 @@ def build():
             engine.close()
 
 
-def test_auto_without_weights_selects_pose(build, caplog):
+def test_auto_without_weights_selects_the_parser(build, caplog):
     caplog.set_level(logging.INFO, logger="segworker.engines")
     engine = build(settings())
-    assert engine.name == "pose"
+    assert engine.name == "parser"
     assert engine.selected_because == "SEGMENTATION_ENGINE=auto and no SCHP weights configured"
     assert engine.describe()["selected_because"] == engine.selected_because
     logged = [r for r in caplog.records if getattr(r, "event", "") == "engine_selected"]
-    assert logged and logged[0].fields["engine"] == "pose"
+    assert logged and logged[0].fields["engine"] == "parser"
     assert logged[0].fields["selected_because"] == engine.selected_because
 
 
-def test_pose_when_asked_does_not_touch_the_weights(build, tmp_path):
-    engine = build(settings(SEGMENTATION_ENGINE="pose", SCHP_WEIGHTS=str(tmp_path / "missing.pth")))
-    assert engine.name == "pose" and engine.selected_because == "SEGMENTATION_ENGINE=pose"
+def test_the_parser_when_asked_does_not_touch_the_schp_weights(build, tmp_path):
+    engine = build(settings(SEGMENTATION_ENGINE="parser",
+                            SCHP_WEIGHTS=str(tmp_path / "missing.pth")))
+    assert engine.name == "parser" and engine.selected_because == "SEGMENTATION_ENGINE=parser"
+
+
+def test_a_damaged_parser_file_is_a_startup_error_naming_it(tmp_path):
+    from segworker.parser import weights as parser_weights
+    damaged = tmp_path / "parser.pt"
+    damaged.write_bytes(parser_weights.BUNDLED.read_bytes()[:100_000])
+    (tmp_path / "parser.pt.sha256").write_text(
+        (parser_weights.BUNDLED.parent / "parser.pt.sha256").read_text())
+    with pytest.raises(EngineLoadError) as err:
+        build_engine(settings(PARSER_WEIGHTS=str(damaged)))
+    message = str(err.value)
+    assert "parser engine was selected because SEGMENTATION_ENGINE=auto" in message
+    assert str(damaged) in message and "SHA-256 differs" in message
+    assert "\n" not in message
 
 
 def test_auto_with_valid_weights_selects_schp(build, weights):
@@ -90,7 +105,7 @@ def test_auto_with_broken_weights_is_a_startup_error_not_a_fallback(tmp_path):
     message = str(err.value)
     assert "SCHP engine was selected because SEGMENTATION_ENGINE=auto" in message
     assert str(broken) in message
-    assert "SEGMENTATION_ENGINE=pose" in message   # says how to get the pose engine instead
+    assert "unset it" in message                    # says how to get the parser instead
 
 
 def test_auto_with_a_missing_weights_file_is_a_startup_error(tmp_path):
@@ -103,13 +118,13 @@ def test_schp_without_weights_says_what_to_set():
         build_engine(settings(SEGMENTATION_ENGINE="schp"))
 
 
-def test_the_pose_path_imports_neither_schp_nor_torch():
+def test_the_parser_path_does_not_load_schp():
     code = ("import sys\n"
             "from common.config import load_settings\n"
             "from segworker.engines import build_engine\n"
             "engine = build_engine(load_settings(environ={}))\n"
-            "assert engine.name == 'pose'\n"
-            "loaded = [m for m in ('torch', 'segworker.schp') if m in sys.modules]\n"
+            "assert engine.name == 'parser'\n"
+            "loaded = [m for m in ('segworker.schp',) if m in sys.modules]\n"
             "print('LOADED', loaded)\n")
     env = {k: v for k, v in os.environ.items() if k not in ("SCHP_WEIGHTS", "SEGMENTATION_ENGINE")}
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True,
@@ -123,3 +138,9 @@ def test_an_unknown_engine_name_is_a_startup_error():
     s = dataclasses.replace(s, segmentation=dataclasses.replace(s.segmentation, engine="fast"))
     with pytest.raises(EngineLoadError, match="unknown engine 'fast'"):
         build_engine(s)
+
+
+def test_the_removed_pose_engine_is_a_configuration_error():
+    from common.config import ConfigError
+    with pytest.raises(ConfigError, match="SEGMENTATION_ENGINE.*auto, parser, schp.*'pose'"):
+        settings(SEGMENTATION_ENGINE="pose")

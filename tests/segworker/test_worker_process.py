@@ -1,4 +1,4 @@
-"""The real worker process (``python -m segworker``), pose engine, against a stand-in broker."""
+"""The real worker process (``python -m segworker``), parser engine, against a stand-in broker."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ def stand_in(tmp_path):
 
 
 def _env(tmp_path: Path, broker: FakeBroker, **extra: str) -> dict[str, str]:
-    return {"BROKER_WORKER_ENDPOINT": broker.endpoint, "SEGMENTATION_ENGINE": "pose",
+    return {"BROKER_WORKER_ENDPOINT": broker.endpoint, "SEGMENTATION_ENGINE": "parser",
             "HEARTBEAT_INTERVAL_S": "0.2", "WORKER_THREADS": "1",
             "TEMP_FOLDER": str(tmp_path / "tmp"), "STATE_DIR": str(tmp_path / "state"), **extra}
 
@@ -56,7 +56,7 @@ def _until(broker: FakeBroker, msg_type: str, timeout: float = 60.0,
 
 
 @pytest.mark.slow
-def test_pose_worker_serves_a_real_photo_and_drains_on_sigterm(tmp_path, stand_in):
+def test_parser_worker_serves_a_real_photo_and_drains_on_sigterm(tmp_path, stand_in):
     from skimage import data
     photo = tmp_path / "astronaut.png"
     Image.fromarray(data.astronaut()).save(photo)
@@ -66,14 +66,14 @@ def test_pose_worker_serves_a_real_photo_and_drains_on_sigterm(tmp_path, stand_i
         peer, ready, _ = _until(stand_in, "ready", 120, proc, log)   # engine load
         info = ready["worker"]
         assert (info["engine"], info["model_loaded"], info["index"], info["busy"]) == \
-            ("pose", True, 1, False)
+            ("parser", True, 1, False)
         assert info["id"].endswith(f"-{proc.pid}-1")
         [placed] = log_events(log, "worker_placed")
         assert placed["threads"] == 1 and len(placed["cores"]) == 1
 
         stand_in.send_job(peer, "astro-1", str(photo))
         _, result, _ = _until(stand_in, "result")
-        assert (result["job_id"], result["engine"]) == ("astro-1", "pose")
+        assert (result["job_id"], result["engine"]) == ("astro-1", "parser")
         for name in (wire.UPPER, wire.LOWER):
             mask = Image.open(io.BytesIO(result["masks"][name]))
             assert mask.mode == "L" and mask.size == (512, 512)

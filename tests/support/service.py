@@ -65,7 +65,8 @@ class ServiceTree(ServiceClient):
             "BROKER_UPLOADER_ENDPOINT": f"tcp://127.0.0.1:{procs.free_port()}",
             "TEMP_FOLDER": str(root / "tmp"),
             "STATE_DIR": str(root / "state"),
-            "SEGMENTATION_ENGINE": "pose",
+            # auto without SCHP weights: the end-to-end tests cover the default selection.
+            "SEGMENTATION_ENGINE": "auto", "SCHP_WEIGHTS": "",
             "MASK_ASSET_URL": self.receiver_url,
             "MASK_COMPONENT_SECRET": SECRET,
             "UPLOAD_BACKOFF_BASE_S": "0.02",

@@ -51,7 +51,7 @@ class SupervisedService(ServiceClient):
             "BROKER_FRONTEND_ENDPOINT": f"tcp://127.0.0.1:{procs.free_port()}",
             "BROKER_UPLOADER_ENDPOINT": f"tcp://127.0.0.1:{procs.free_port()}",
             "TEMP_FOLDER": str(root / "tmp"), "STATE_DIR": str(root / "state"),
-            "SEGMENTATION_ENGINE": "pose", "MASK_COMPONENT_SECRET": SECRET,
+            "SEGMENTATION_ENGINE": "auto", "SCHP_WEIGHTS": "", "MASK_COMPONENT_SECRET": SECRET,
             "UPLOAD_BACKOFF_BASE_S": "0.02", "HEARTBEAT_INTERVAL_S": "0.25",
             "WORKER_THREADS": "1", "LOG_LEVEL": "INFO", **(extra_env or {}),
         }

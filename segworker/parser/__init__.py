@@ -1,0 +1,1 @@
+"""The garment parser engine: network, person crop, weights file, training."""

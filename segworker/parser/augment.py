@@ -1,0 +1,101 @@
+"""Training samples: a labelled photo, cropped and perturbed as users' photos are.
+
+Users send studio shots, half-body selfies, seated people and groups; the
+training set is nearly all full-body street photos. Each sample therefore
+draws a crop that imitates what the service will see:
+
+- the crop box comes from the reference person (jittered), from the selfie
+  model's box as at inference, or is the whole photo (a person seen small,
+  with much around them);
+- with :data:`HALF_BODY_P` the photo is cut below a random height between the
+  chest and the knees, as a half-body photo is;
+- rotation, mirroring, colour, blur and a dropped person channel on top.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from segworker.parser import crop
+from segworker.parser.infer import RGB_MEAN, RGB_STD
+from segworker.parser.person import person_box
+
+#: Chance that a sample is cut like a half-body photo.
+HALF_BODY_P = 0.2
+
+#: Chance that the crop box is the selfie model's (as at inference) / the whole photo.
+SELFIE_BOX_P, WHOLE_PHOTO_P = 0.35, 0.08
+
+#: Chance that the person-probability channel is blanked (the model may miss someone).
+DROP_PERSON_P = 0.1
+
+#: Largest rotation (degrees) and its chance.
+MAX_ANGLE, ROTATE_P = 12.0, 0.4
+
+
+def reference_box(classes: np.ndarray) -> tuple[int, int, int, int]:
+    """Bounding box of every non-background pixel of a class map (the whole
+    photo when there is none)."""
+    ys, xs = np.nonzero(classes)
+    if ys.size == 0:
+        return 0, 0, classes.shape[1], classes.shape[0]
+    return int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
+
+
+def make_sample(rgb: np.ndarray, prob: np.ndarray, classes: np.ndarray,
+                rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """``(4 x H x W float32 input, H x W int64 target)`` for one photo, where
+    ``classes`` holds parser class ids at the photo's size."""
+    rgb, prob, classes, box = _choose_region(rgb, prob, classes, rng)
+    cx, cy, w, h = crop.fit_box(box)
+    scale = float(np.exp(rng.uniform(-0.15, 0.3)))
+    cx += rng.uniform(-0.08, 0.08) * w
+    cy += rng.uniform(-0.06, 0.06) * h
+    angle = rng.uniform(-MAX_ANGLE, MAX_ANGLE) if rng.random() < ROTATE_P else 0.0
+    matrix = crop.crop_matrix(cx, cy, w * scale, h * scale, angle, flip=bool(rng.random() < 0.5))
+    pixels = crop.crop_image(rgb, matrix, border=tuple(float(v) for v in crop.PAD_RGB))
+    person = crop.crop_image(prob, matrix)
+    target = crop.crop_image(classes, matrix, interpolation=cv2.INTER_NEAREST)
+    pixels = _colour(pixels, rng)
+    if rng.random() < DROP_PERSON_P:
+        person = np.zeros_like(person)
+    planes = (pixels.astype(np.float32) - RGB_MEAN) / RGB_STD
+    inputs = np.concatenate([planes.transpose(2, 0, 1), person[None]], axis=0)
+    return inputs.astype(np.float32), target.astype(np.int64)
+
+
+def _choose_region(rgb: np.ndarray, prob: np.ndarray, classes: np.ndarray,
+                   rng: np.random.Generator):
+    box = reference_box(classes)
+    if rng.random() < HALF_BODY_P:
+        x0, y0, x1, y1 = box
+        cut = int(y0 + (y1 - y0) * rng.uniform(0.35, 0.7))
+        rgb, prob, classes = rgb[:cut], prob[:cut], classes[:cut]
+        box = reference_box(classes)
+    roll = rng.random()
+    if roll < WHOLE_PHOTO_P:
+        box = (0, 0, rgb.shape[1], rgb.shape[0])
+    elif roll < WHOLE_PHOTO_P + SELFIE_BOX_P:
+        box = person_box(prob) or box
+    return rgb, prob, classes, box
+
+
+def _colour(pixels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Brightness, contrast, saturation, hue, occasional grey and blur."""
+    img = pixels.astype(np.float32)
+    if rng.random() < 0.8:
+        img = img * rng.uniform(0.7, 1.3) + rng.uniform(-25, 25)
+        mean = img.mean()
+        img = (img - mean) * rng.uniform(0.7, 1.3) + mean
+    img = np.clip(img, 0, 255).astype(np.uint8)
+    if rng.random() < 0.5:
+        hsv = cv2.cvtColor(img, cv2.COLOR_RGB2HSV).astype(np.int16)
+        hsv[..., 0] = (hsv[..., 0] + int(rng.integers(-8, 9))) % 180
+        hsv[..., 1] = np.clip(hsv[..., 1] * rng.uniform(0.6, 1.4), 0, 255)
+        img = cv2.cvtColor(hsv.astype(np.uint8), cv2.COLOR_HSV2RGB)
+    if rng.random() < 0.05:
+        img = np.repeat(cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)[..., None], 3, axis=2)
+    if rng.random() < 0.2:
+        img = cv2.GaussianBlur(img, (0, 0), rng.uniform(0.5, 1.5))
+    return img

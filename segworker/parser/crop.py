@@ -1,0 +1,106 @@
+"""The person crop: photo pixels to network input and network output back.
+
+The network always sees the person at about the same scale, a box around
+them (:func:`segworker.parser.person.person_box`) widened by a margin and to
+the input's aspect ratio, then resized to ``INPUT_H x INPUT_W``. Whatever
+the photo's size, the person fills the input, so the network spends its
+pixels on garments and not on street. Pixels outside the box are background.
+
+Geometry is one 2 x 3 affine matrix from photo to input coordinates; the
+training augmentation composes rotations and jitter into the same matrix.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+#: Network input size (pixels): a standing person is about 1.5 times as tall as wide with arms.
+INPUT_H, INPUT_W = 384, 256
+
+#: Margin added around the person box on each side, as a share of its size.
+MARGIN = 0.08
+
+#: The network's logits are at 1 / OUTPUT_STRIDE of the input's resolution.
+OUTPUT_STRIDE = 2
+
+#: Photo colour (RGB) that pads a crop reaching past the photo's edge: the
+#: normalisation mean, so padding is "nothing" to the network.
+PAD_RGB = (124, 116, 104)
+
+
+def fit_box(box: tuple[float, float, float, float], margin: float = MARGIN) -> np.ndarray:
+    """``(cx, cy, w, h)`` of ``box`` (x0, y0, x1, y1) grown by ``margin`` and
+    widened or heightened (about its centre) to the input's aspect ratio."""
+    x0, y0, x1, y1 = box
+    w, h = max(1.0, x1 - x0) * (1 + 2 * margin), max(1.0, y1 - y0) * (1 + 2 * margin)
+    aspect = INPUT_H / INPUT_W
+    if h / w > aspect:
+        w = h / aspect
+    else:
+        h = w * aspect
+    return np.array([(x0 + x1) / 2, (y0 + y1) / 2, w, h], dtype=np.float64)
+
+
+def crop_matrix(cx: float, cy: float, w: float, h: float, angle_deg: float = 0.0,
+                flip: bool = False) -> np.ndarray:
+    """2 x 3 affine from photo to input coordinates for a box of ``w x h``
+    centred at ``(cx, cy)``, rotated by ``angle_deg`` and optionally mirrored."""
+    scale = INPUT_W / w
+    rot = cv2.getRotationMatrix2D((0.0, 0.0), angle_deg, scale)  # about the box centre
+    m = np.vstack([rot, [0.0, 0.0, 1.0]])
+    if flip:
+        m = np.diag([-1.0, 1.0, 1.0]) @ m
+    centre = np.array([[1, 0, -cx], [0, 1, -cy], [0, 0, 1]], dtype=np.float64)
+    to_input = np.array([[1, 0, INPUT_W / 2], [0, 1, INPUT_H / 2], [0, 0, 1]], dtype=np.float64)
+    del h  # the aspect ratio is the input's: w alone sets the scale
+    return (to_input @ m @ centre)[:2]
+
+
+def crop_image(image: np.ndarray, matrix: np.ndarray, interpolation: int = cv2.INTER_LINEAR,
+               border: float | tuple[float, ...] = 0) -> np.ndarray:
+    """``image`` (H x W or H x W x C) resampled into the input frame."""
+    return cv2.warpAffine(image, matrix, (INPUT_W, INPUT_H), flags=interpolation,
+                          borderMode=cv2.BORDER_CONSTANT, borderValue=border)
+
+
+def output_matrix(matrix: np.ndarray) -> np.ndarray:
+    """The photo-to-logits affine for a photo-to-input ``matrix`` (logits at
+    1 / :data:`OUTPUT_STRIDE`, pixel centres aligned)."""
+    s = 1.0 / OUTPUT_STRIDE
+    offset = 0.5 * s - 0.5
+    down = np.array([[s, 0, offset], [0, s, offset], [0, 0, 1]], dtype=np.float64)
+    return (down @ np.vstack([matrix, [0, 0, 1]]))[:2]
+
+
+def labels_in_photo(logits: np.ndarray, matrix: np.ndarray, height: int, width: int) -> np.ndarray:
+    """``height x width`` uint8 label map from ``C x h x w`` crop logits.
+
+    Logits are interpolated bilinearly into the photo (smooth edges at any
+    photo size), then the best class wins; photo pixels outside the crop are
+    label 0 (background).
+    """
+    inverse = output_matrix(matrix)
+    hwc = np.ascontiguousarray(logits.transpose(1, 2, 0), dtype=np.float32)
+    x0, y0, x1, y1 = _photo_extent(matrix, height, width)
+    if x1 <= x0 or y1 <= y0:
+        return np.zeros((height, width), np.uint8)
+    shifted = inverse @ np.array([[1, 0, x0], [0, 1, y0], [0, 0, 1]], dtype=np.float64)
+    region = cv2.warpAffine(hwc, shifted, (x1 - x0, y1 - y0),
+                            flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                            borderMode=cv2.BORDER_REPLICATE)
+    if region.ndim == 2:  # cv2 drops a single channel's axis
+        region = region[..., None]
+    out = np.zeros((height, width), np.uint8)
+    out[y0:y1, x0:x1] = region.argmax(axis=2).astype(np.uint8)
+    return out
+
+
+def _photo_extent(matrix: np.ndarray, height: int, width: int) -> tuple[int, int, int, int]:
+    """The photo rectangle the (unrotated) crop covers, clipped to the photo."""
+    inv = cv2.invertAffineTransform(matrix)
+    corners = np.array([[0, 0, 1], [INPUT_W, 0, 1], [0, INPUT_H, 1], [INPUT_W, INPUT_H, 1]],
+                       dtype=np.float64) @ inv.T
+    x0, y0 = np.floor(corners.min(axis=0)).astype(int)
+    x1, y1 = np.ceil(corners.max(axis=0)).astype(int)
+    return max(0, x0), max(0, y0), min(width, x1), min(height, y1)

@@ -1,0 +1,223 @@
+"""Train the garment parser from labelled photos (CCP-59 label maps).
+
+    venv/bin/python -m segworker.parser.train --data ../shared/train-ccp \\
+        [--dev ../shared/bench-data] [--out segworker/parser/parser.pt] [--epochs 30]
+
+``--data`` is laid out like ``train-ccp``: ``images/<stem>.jpg`` and
+``labels/<stem>.png`` (CCP-59 class ids), with an optional ``manifest.json``.
+``--dev`` (a folder laid out like the development set) is only *scored*
+after each epoch, never trained on. Seeded: the same data, seed and thread
+count give the same weights. The weights (and ``.sha256``) are written after
+every epoch, so an interrupted run leaves a usable file; the per-epoch
+figures go to ``<out>.log.jsonl``.
+
+This is the one part of the project that reads a training folder: the
+service and the tests never do.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from PIL import Image
+from torch.nn import functional as F
+
+from common.config import LabelSet, Settings, load_settings
+from segworker.parser.augment import make_sample
+from segworker.parser.classes import CLASS_NAMES, ccp_lookup
+from segworker.parser.devset import DevSet
+from segworker.parser.network import NetShape, ParserNet
+from segworker.parser import weights
+
+#: Classes the dice term sharpens (the ones the masks are made of).
+DICE_CLASSES = (1, 2, 3)
+
+
+class Photos:
+    """Decoded training photos, their class maps and person probabilities, in memory."""
+
+    def __init__(self, folder: Path, cache: Path) -> None:
+        stems = _stems(folder)
+        lookup = ccp_lookup()
+        self.rgb, self.classes, self.prob = [], [], []
+        images = [folder / "images" / f"{stem}.jpg" for stem in stems]
+        probs = person_probabilities(folder, stems, cache, images)
+        for stem in stems:
+            self.rgb.append(np.asarray(Image.open(folder / "images" / f"{stem}.jpg").convert("RGB")))
+            self.classes.append(lookup[np.asarray(Image.open(folder / "labels" / f"{stem}.png"))])
+            self.prob.append(probs[stem].astype(np.float32) / 255.0)
+
+    def __len__(self) -> int:
+        return len(self.rgb)
+
+    def batch(self, indices: np.ndarray, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+        rng = np.random.default_rng(seed)
+        pairs = [make_sample(self.rgb[i], self.prob[i], self.classes[i], rng) for i in indices]
+        x = torch.from_numpy(np.stack([p[0] for p in pairs]))
+        y = torch.from_numpy(np.stack([p[1] for p in pairs]))
+        return x.contiguous(memory_format=torch.channels_last), y
+
+
+def _stems(folder: Path) -> list[str]:
+    manifest = folder / "manifest.json"
+    if manifest.exists():
+        return [entry["stem"] for entry in json.loads(manifest.read_text())]
+    return sorted(p.stem for p in (folder / "labels").glob("*.png"))
+
+
+def person_probabilities(folder: Path, stems: list[str], cache: Path,
+                         images: list[Path]) -> dict[str, np.ndarray]:
+    """The selfie model's person probability (uint8 0-255) of every photo,
+    computed once and kept in ``cache`` (keyed by folder and stems)."""
+    cache.mkdir(parents=True, exist_ok=True)
+    key = hashlib.sha256("\n".join([str(folder.resolve()), *stems]).encode()).hexdigest()[:16]
+    path = cache / f"person-{key}.npz"
+    if path.exists():
+        with np.load(path) as data:
+            return {stem: data[stem] for stem in stems}
+    from segworker.parser.person import PersonFinder
+    from tqdm import tqdm
+    finder = PersonFinder()
+    out = {}
+    for stem, image in tqdm(list(zip(stems, images)), desc="person masks", unit="photo"):
+        rgb = np.asarray(Image.open(image).convert("RGB"))
+        out[stem] = np.round(finder.probability(rgb) * 255).astype(np.uint8)
+    finder.close()
+    np.savez_compressed(path, **out)
+    return out
+
+
+class Ema:
+    """Exponential moving average of a model's weights (and a copy of its
+    batch-norm statistics): steadier than the last step's weights."""
+
+    def __init__(self, model: ParserNet, decay: float) -> None:
+        self.model = ParserNet(model.shape)
+        self.model.load_state_dict(model.state_dict())
+        self.model.eval()
+        self.decay = decay
+        self.updates = 0
+
+    @torch.no_grad()
+    def update(self, model: ParserNet) -> None:
+        self.updates += 1
+        # Early on the average would be mostly the random start: warm the decay up.
+        decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        for mine, theirs in zip(self.model.state_dict().values(), model.state_dict().values()):
+            if mine.is_floating_point():
+                mine.mul_(decay).add_(theirs.detach(), alpha=1 - decay)
+            else:
+                mine.copy_(theirs)
+
+
+def loss_fn(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy plus a soft dice on the garment classes, at input resolution."""
+    logits = F.interpolate(logits.float(), size=target.shape[-2:], mode="bilinear",
+                           align_corners=False)
+    ce = F.cross_entropy(logits, target)
+    probs = logits.softmax(dim=1)
+    dice = []
+    for c in DICE_CLASSES:
+        p, t = probs[:, c], (target == c).float()
+        dice.append(1 - (2 * (p * t).sum() + 1) / (p.sum() + t.sum() + 1))
+    return ce + 0.5 * torch.stack(dice).mean()
+
+
+def train(args: argparse.Namespace) -> int:
+    torch.manual_seed(args.seed)
+    torch.set_num_threads(args.threads)
+    cv2.setNumThreads(1)  # OpenCV's own threads would fight torch's for the same cores
+    from tqdm import tqdm
+    photos = Photos(Path(args.data), Path(args.cache))
+    settings = load_settings(args.config)
+    dev = (DevSet(Path(args.dev), Path(args.cache), parser_labels(settings),
+                  settings.segmentation.refine) if args.dev else None)
+    model = ParserNet(NetShape()).to(memory_format=torch.channels_last)
+    ema = Ema(model, args.ema)
+    steps_per_epoch = len(photos) // args.batch
+    total = steps_per_epoch * args.epochs
+    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr, total_steps=total,
+                                                pct_start=0.1, div_factor=20, final_div_factor=100)
+    out, log_path = Path(args.out), Path(f"{args.out}.log.jsonl")
+    log_path.write_text("")
+    started = time.time()
+    order_rng = np.random.default_rng(args.seed)
+    for epoch in range(1, args.epochs + 1):
+        model.train()
+        order = order_rng.permutation(len(photos))
+        batches = [order[i * args.batch:(i + 1) * args.batch] for i in range(steps_per_epoch)]
+        seeds = order_rng.integers(0, 2**31, size=len(batches))
+        losses = []
+        bar = tqdm(range(len(batches)), desc=f"epoch {epoch}/{args.epochs}", unit="batch",
+                   file=sys.stdout, mininterval=5)
+        for step in bar:
+            x, y = photos.batch(batches[step], int(seeds[step]))
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
+                loss = loss_fn(model(x), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            ema.update(model)
+            losses.append(float(loss.detach()))
+            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
+        record = {"epoch": epoch, "loss": round(float(np.mean(losses)), 4),
+                  "lr": sched.get_last_lr()[0], "minutes": round((time.time() - started) / 60, 1)}
+        if dev is not None:
+            record.update(dev.score(ema.model))
+        trained = _trained_facts(args, photos, epoch, record)
+        weights.save(ema.model, out, trained)
+        with open(log_path, "a") as fh:
+            fh.write(json.dumps(record) + "\n")
+        print(json.dumps(record), flush=True)
+    return 0
+
+
+def _trained_facts(args: argparse.Namespace, photos: Photos, epoch: int, record: dict) -> dict:
+    return {"data": Path(args.data).name, "photos": len(photos), "epochs": epoch,
+            "seed": args.seed, "batch": args.batch, "lr": args.lr, "bf16": args.bf16,
+            "classes": list(CLASS_NAMES), "last_epoch": record,
+            "source": "Clothing Co-Parsing (Yang, Luo, Lin, CVPR 2014), CCP-59 pixel labels"}
+
+
+def parser_labels(settings: Settings) -> LabelSet:
+    """The label sets that make the parser's masks (config.yaml)."""
+    return LabelSet(upper=(1, 3), lower=(2, 3))
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="Train the garment parser.")
+    parser.add_argument("--data", required=True, help="training folder (images/, labels/)")
+    parser.add_argument("--dev", help="development folder, scored after every epoch (never trained on)")
+    parser.add_argument("--out", default=str(weights.BUNDLED), help="weights file to write")
+    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--weight-decay", type=float, default=1e-4)
+    parser.add_argument("--ema", type=float, default=0.995, help="weight-average decay per step")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=2, help="torch threads")
+    parser.add_argument("--fp32", dest="bf16", action="store_false",
+                        help="train in float32 (default: bf16 autocast, fast on AMX CPUs)")
+    parser.add_argument("--config", help="config file whose label sets and refinement the "
+                        "dev score uses (default: config.yaml)")
+    parser.add_argument("--cache", default="var/parser-cache",
+                        help="where person masks of the photos are kept between runs")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    return train(parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

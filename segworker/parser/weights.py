@@ -1,0 +1,130 @@
+"""The parser's weights file: written by training, checked at every start.
+
+A weights file is a ``torch.save`` dictionary readable with
+``weights_only=True`` (no code runs while loading):
+
+- ``format``: :data:`FORMAT`;
+- ``shape``: the :class:`~segworker.parser.network.NetShape` as a dict;
+- ``classes``: the class names, which must be :data:`~segworker.parser.classes.CLASS_NAMES`;
+- ``input``: ``[height, width]`` of the network input;
+- ``state_dict``: convolution weights in float16 (half the size), the rest float32;
+- ``trained``: what it was trained on and how (for people; not checked).
+
+Beside it, ``<file>.sha256`` holds its SHA-256 (``sha256sum`` format), so a
+truncated or altered file is refused before torch reads a byte of it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from pathlib import Path
+
+import torch
+
+from segworker.engine import EngineLoadError
+from segworker.parser import crop
+from segworker.parser.classes import CLASS_NAMES
+from segworker.parser.network import NetShape, ParserNet
+
+#: The ``format`` tag of a parser weights file.
+FORMAT = "qwen-mask-parser/1"
+
+#: Largest weights file accepted (bytes); the committed one is about 5 MB.
+MAX_BYTES = 12 * 1024 * 1024
+
+#: The weights that ship with the project.
+BUNDLED = Path(__file__).resolve().parent / "parser.pt"
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def save(model: ParserNet, path: Path, trained: dict) -> str:
+    """Write ``model`` to ``path`` (and ``path.sha256``); returns the SHA-256."""
+    state = {name: (t.detach().half() if t.ndim == 4 else t.detach().float()).cpu()
+             for name, t in model.state_dict().items() if t.is_floating_point()}
+    state.update({name: t.cpu() for name, t in model.state_dict().items()
+                  if not t.is_floating_point()})
+    torch.save({"format": FORMAT, "shape": model.shape.as_dict(), "classes": list(CLASS_NAMES),
+                "input": [crop.INPUT_H, crop.INPUT_W], "state_dict": state, "trained": trained},
+               path)
+    digest = sha256_of(path)
+    Path(f"{path}.sha256").write_text(f"{digest}  {path.name}\n")
+    return digest
+
+
+def load(path: Path) -> tuple[ParserNet, dict]:
+    """The network in ``path``, in eval mode, and the file's ``trained`` facts.
+
+    Raises :class:`EngineLoadError` with one line naming the file and the
+    problem: missing, empty, too large, no or wrong ``.sha256``, not a torch
+    file, another format, other classes or input size, tensors of the wrong
+    shape, missing or extra tensors, NaN or infinite values.
+    """
+    _check_file(path)
+    try:
+        raw = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # pickle, zip and torch errors all mean "not our file"
+        raise _error(path, f"not a readable torch file ({type(exc).__name__})") from None
+    if not isinstance(raw, dict) or raw.get("format") != FORMAT:
+        raise _error(path, f"not a parser weights file (format is not {FORMAT!r})")
+    if list(raw.get("classes", [])) != list(CLASS_NAMES):
+        raise _error(path, f"classes {raw.get('classes')} differ from this code's {list(CLASS_NAMES)}")
+    if list(raw.get("input", [])) != [crop.INPUT_H, crop.INPUT_W]:
+        raise _error(path, f"input size {raw.get('input')} is not [{crop.INPUT_H}, {crop.INPUT_W}]")
+    try:
+        model = ParserNet(NetShape.from_dict(raw["shape"]))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise _error(path, f"bad network shape ({exc})") from None
+    _load_state(path, model, raw.get("state_dict"))
+    return model.eval(), dict(raw.get("trained") or {})
+
+
+def _check_file(path: Path) -> None:
+    if not path.is_file():
+        raise _error(path, "no such file" if not path.exists() else "not a file")
+    size = path.stat().st_size
+    if size == 0:
+        raise _error(path, "the file is empty")
+    if size > MAX_BYTES:
+        raise _error(path, f"{size} bytes is more than the {MAX_BYTES} a parser file can be")
+    sidecar = Path(f"{path}.sha256")
+    if not sidecar.is_file():
+        raise _error(path, f"its checksum file {sidecar.name} is missing")
+    expected = sidecar.read_text().split()[:1]
+    if expected != [sha256_of(path)]:
+        raise _error(path, f"SHA-256 differs from {sidecar.name}: the file is damaged or was "
+                     "changed (retrain, or restore it from git)")
+
+
+def _load_state(path: Path, model: ParserNet, state: object) -> None:
+    if not isinstance(state, dict):
+        raise _error(path, "no state_dict")
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    extra = sorted(set(state) - set(expected))
+    if missing or extra:
+        raise _error(path, f"tensors do not match the network (missing {missing[:3]}, "
+                     f"unexpected {extra[:3]})")
+    for name, tensor in state.items():
+        if not isinstance(tensor, torch.Tensor) or tensor.shape != expected[name].shape:
+            shape = tuple(tensor.shape) if isinstance(tensor, torch.Tensor) else type(tensor).__name__
+            raise _error(path, f"tensor {name} has shape {shape}, expected "
+                         f"{tuple(expected[name].shape)}")
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise _error(path, f"tensor {name} holds NaN or infinite values")
+    model.load_state_dict({k: v.to(expected[k].dtype) for k, v in state.items()})
+
+
+def _error(path: Path, problem: str) -> EngineLoadError:
+    return EngineLoadError(f"parser weights {path}: {problem}")
+
+
+def parameter_count(model: ParserNet) -> int:
+    return sum(math.prod(p.shape) for p in model.parameters())

@@ -1,0 +1,85 @@
+"""The parser engine with the weights that ship with the project."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+from skimage import data
+
+from common.config import LabelSet, load_settings
+from segworker.engine import EngineLoadError, NoPersonError
+from segworker.parser.classes import CLASS_NAMES
+from segworker.parser.engine import ParserEngine
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture(scope="module")
+def engine():
+    built = ParserEngine.from_settings(load_settings(environ={}))
+    yield built
+    built.close()
+
+
+@pytest.fixture(scope="module")
+def astronaut(engine):
+    return engine.segment(data.astronaut())
+
+
+def test_the_astronauts_suit_is_mostly_in_the_upper_mask(astronaut):
+    upper = astronaut.upper
+    assert upper.shape == (512, 512) and upper.dtype == bool
+    assert upper[330:480, 150:330].mean() > 0.8          # the suit's torso
+    assert upper[:, :60].mean() < 0.02                    # the flag and sky on the left
+    assert astronaut.lower.mean() < 0.05                  # her legs are out of the picture
+
+
+def test_nothing_is_masked_far_from_the_person(astronaut):
+    ys, xs = np.nonzero(astronaut.upper | astronaut.lower)
+    assert xs.min() > 60 and ys.min() > 150               # the astronaut sits right of centre
+
+
+def test_the_label_map_holds_parser_classes(astronaut):
+    seg_map = astronaut.seg_map
+    assert seg_map is not None and seg_map.shape == (512, 512)
+    assert set(np.unique(seg_map)) <= set(range(len(CLASS_NAMES)))
+    assert {"person", "preprocess", "forward", "postprocess"} <= set(astronaut.timings_ms)
+
+
+def test_inference_is_deterministic(engine, astronaut):
+    again = engine.segment(data.astronaut())
+    assert np.array_equal(again.seg_map, astronaut.seg_map)
+
+
+def test_a_photo_without_a_person_is_no_person(engine):
+    with pytest.raises(NoPersonError):
+        engine.segment(data.coffee())
+
+
+def test_label_sets_come_from_the_configuration(engine):
+    only_skin = ParserEngine(engine.net, LabelSet(upper=(4,), lower=()), finder=engine._finder)
+    seg = only_skin.segment(data.astronaut())
+    assert not seg.lower.any()
+    assert np.array_equal(seg.upper, seg.seg_map == CLASS_NAMES.index("skin"))
+
+
+def test_label_ids_that_are_not_classes_are_a_startup_error(engine):
+    with pytest.raises(EngineLoadError, match="segmentation.parser.labels.upper: \\[9\\]"):
+        ParserEngine(engine.net, LabelSet(upper=(1, 9), lower=(2,)), finder=engine._finder)
+
+
+def test_a_configured_weights_file_that_is_missing_is_named(tmp_path):
+    s = load_settings(environ={"PARSER_WEIGHTS": str(tmp_path / "gone.pt")})
+    with pytest.raises(EngineLoadError, match="gone.pt: no such file"):
+        ParserEngine.from_settings(s)
+
+
+def test_describe_says_what_it_runs(engine):
+    facts = engine.describe()
+    assert facts["engine"] == "parser" and facts["classes"] == list(CLASS_NAMES)
+    assert "Clothing Co-Parsing" in facts["trained_on"]
+    assert facts["weights"].endswith("parser.pt")
+    assert dataclasses.asdict(load_settings(environ={}).segmentation.parser.labels) == {
+        "upper": (1, 3), "lower": (2, 3)}

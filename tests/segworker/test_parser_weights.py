@@ -1,0 +1,131 @@
+"""Parser weights files: what training writes loads; anything damaged is one clear line."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+import torch
+
+from segworker.engine import EngineLoadError
+from segworker.parser import weights
+from segworker.parser.network import NetShape, ParserNet
+
+SMALL = NetShape(widths=(8, 8, 16, 16, 16), decoder_width=8)
+
+
+@pytest.fixture
+def saved(tmp_path) -> Path:
+    torch.manual_seed(0)
+    path = tmp_path / "parser.pt"
+    weights.save(ParserNet(SMALL), path, {"source": "test"})
+    return path
+
+
+def reseal(path: Path) -> None:
+    """Rewrite the .sha256 beside ``path``, as if the damage had been signed."""
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    Path(f"{path}.sha256").write_text(f"{digest}  {path.name}\n")
+
+
+def load_error(path: Path) -> str:
+    with pytest.raises(EngineLoadError) as err:
+        weights.load(path)
+    message = str(err.value)
+    assert "\n" not in message and str(path) in message
+    return message
+
+
+def test_a_saved_file_loads_back_to_the_same_network(saved):
+    torch.manual_seed(0)
+    original = ParserNet(SMALL).eval()
+    model, trained = weights.load(saved)
+    assert trained == {"source": "test"} and model.shape == SMALL
+    x = torch.randn(1, 4, 64, 32)
+    with torch.no_grad():  # convolutions are stored in float16: close, not equal
+        torch.testing.assert_close(model(x), original(x), rtol=0.02, atol=0.02)
+    assert saved.stat().st_size < weights.MAX_BYTES
+    assert Path(f"{saved}.sha256").read_text().split()[0] == weights.sha256_of(saved)
+
+
+def test_the_shipped_weights_load_and_are_small():
+    model, trained = weights.load(weights.BUNDLED)
+    assert weights.BUNDLED.stat().st_size <= weights.MAX_BYTES
+    assert "Clothing Co-Parsing" in trained["source"]
+    assert weights.parameter_count(model) > 1_000_000
+
+
+def test_a_missing_file(tmp_path):
+    assert "no such file" in load_error(tmp_path / "nowhere.pt")
+
+
+def test_an_empty_file(tmp_path):
+    path = tmp_path / "empty.pt"
+    path.write_bytes(b"")
+    assert "empty" in load_error(path)
+
+
+def test_a_file_without_its_checksum(saved):
+    Path(f"{saved}.sha256").unlink()
+    assert "checksum file parser.pt.sha256 is missing" in load_error(saved)
+
+
+def test_a_changed_byte_is_caught_by_the_checksum(saved):
+    data = bytearray(saved.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    saved.write_bytes(bytes(data))
+    assert "SHA-256 differs" in load_error(saved)
+
+
+def test_a_truncated_file_is_not_a_torch_file(saved):
+    saved.write_bytes(saved.read_bytes()[: saved.stat().st_size // 2])
+    reseal(saved)
+    assert "not a readable torch file" in load_error(saved)
+
+
+def test_a_file_of_another_kind(tmp_path):
+    path = tmp_path / "other.pt"
+    torch.save({"state_dict": {"w": torch.zeros(3)}}, path)
+    reseal(path)
+    assert "not a parser weights file" in load_error(path)
+
+
+def test_a_tensor_of_the_wrong_shape(saved):
+    raw = torch.load(saved, weights_only=True)
+    name = next(k for k, v in raw["state_dict"].items() if v.ndim == 4)
+    raw["state_dict"][name] = torch.zeros(3, 3, 3, 3, dtype=torch.float16)
+    torch.save(raw, saved)
+    reseal(saved)
+    assert f"tensor {name} has shape (3, 3, 3, 3)" in load_error(saved)
+
+
+def test_missing_tensors(saved):
+    raw = torch.load(saved, weights_only=True)
+    raw["state_dict"].pop("classifier.weight")
+    torch.save(raw, saved)
+    reseal(saved)
+    assert "missing ['classifier.weight']" in load_error(saved)
+
+
+def test_nan_weights(saved):
+    raw = torch.load(saved, weights_only=True)
+    raw["state_dict"]["classifier.bias"][0] = float("nan")
+    torch.save(raw, saved)
+    reseal(saved)
+    assert "NaN" in load_error(saved)
+
+
+def test_other_classes(saved):
+    raw = torch.load(saved, weights_only=True)
+    raw["classes"] = ["background", "person"]
+    torch.save(raw, saved)
+    reseal(saved)
+    assert "classes" in load_error(saved)
+
+
+def test_a_file_too_large_is_refused_before_reading(tmp_path):
+    path = tmp_path / "huge.pt"
+    with open(path, "wb") as fh:
+        fh.truncate(weights.MAX_BYTES + 1)
+    assert "more than" in load_error(path)
