@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 [ -x venv/bin/python ] || ./setup.sh
 mkdir -p var/log out
-PORT="${PORT:-8000}"
+PORT="${PORT:-8003}"
 RECEIVER_PORT="${RECEIVER_PORT:-8099}"
 export PORT
 export MASK_COMPONENT_SECRET="${MASK_COMPONENT_SECRET:-demo-$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')}"

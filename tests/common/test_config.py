@@ -10,7 +10,7 @@ from common.config import ConfigError, Settings, load_settings
 
 def test_defaults_from_project_config_yaml():
     s = load_settings(environ={})
-    assert s.server.port == 8000
+    assert s.server.port == 8003
     assert s.queue.max_size == 100
     assert s.workers.count == 2
     assert s.segmentation.engine == "auto"
