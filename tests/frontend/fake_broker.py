@@ -112,7 +112,9 @@ class FakeBroker:
             self.jobs[job["job_id"]] = {"job_id": job["job_id"], "state": "queued",
                                         "submitted_at": job["submitted_at"],
                                         "image_path": job["image_path"]}
-        extra = {"error": "journal write failed"} if outcome == "error" else {}
+        errors = {"error": "journal write failed",
+                  "no_worker": "no segmentation worker has been alive for 75 s"}
+        extra = {"error": errors[outcome]} if outcome in errors else {}
         return wire.encode("submitted", req=msg["req"], outcome=outcome,
                            state=(known or {}).get("state", "queued"),
                            queue_size=len(self.jobs), queue_max=100, **extra)
