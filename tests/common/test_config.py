@@ -143,3 +143,23 @@ def test_no_worker_grace_is_a_setting():
     assert load_settings(environ={"NO_WORKER_GRACE_S": "5"}).queue.no_worker_grace_s == 5.0
     with pytest.raises(ConfigError, match="NO_WORKER_GRACE_S"):
         load_settings(environ={"NO_WORKER_GRACE_S": "-1"})
+
+
+def test_every_setting_the_specification_names_is_honoured_under_that_name(tmp_path):
+    from common.config import load_settings
+    config = tmp_path / "own.yaml"
+    config.write_text("queue:\n  max_size: 7\n")
+    env = {"HOST": "127.0.0.2", "PORT": "8123", "QUEUE_MAX_SIZE": "42", "WORKER_COUNT": "3",
+           "MASK_ASSET_URL": "https://assets.example/masks",
+           "MASK_COMPONENT_SECRET": "spec-secret-0123456", "TEMP_FOLDER": "/srv/qmc-tmp",
+           "LOG_LEVEL": "DEBUG", "SCHP_DEVICE": "cpu", "SCHP_CONFIG_PATH": str(config)}
+    s = load_settings(environ=env)
+    assert (s.server.host, s.server.port, s.queue.max_size, s.workers.count) == \
+        ("127.0.0.2", 8123, 42, 3)
+    assert (s.upload.url, s.upload.secret) == ("https://assets.example/masks",
+                                               "spec-secret-0123456")
+    assert (str(s.temp_folder), s.logging.level, s.workers.device) == ("/srv/qmc-tmp", "DEBUG", "cpu")
+    assert load_settings(environ={"SCHP_CONFIG_PATH": str(config)}).queue.max_size == 7
+    # and the defaults the deployment gets without any of them
+    d = load_settings(environ={})
+    assert (d.server.port, d.upload.url, d.upload.secret) == (8003, None, None)
