@@ -170,8 +170,8 @@ def _refusal(reply: dict[str, Any]) -> ApiError:
                              f"{reply.get('queue_max')} jobs); retry later", kind="queue_full",
                         retry_after=errors.QUEUE_FULL_RETRY_AFTER_S)
     if outcome == "no_worker":
-        return ApiError(503, f"no segmentation worker is running ({reply.get('error')}); the "
-                             "job was not queued; retry later", kind="no_worker",
+        return ApiError(503, f"the job was not queued: {reply.get('error')}; retry later",
+                        kind="no_worker",
                         retry_after=errors.NO_WORKER_RETRY_AFTER_S)
     detail = reply.get("error") if outcome == "error" else f"unexpected outcome {outcome!r}"
     return ApiError(503, f"the job queue could not take the job ({detail}); retry later",

@@ -29,7 +29,7 @@ POLL_MS = 10
 
 def default_stats() -> dict[str, Any]:
     return {"queue_max": 100, "queue_current": 0, "workers": 1, "jobs_processed": 3,
-            "uptime_sec": 12.5, "in_flight": 0, "failed": 0, "delivered": 3, "retried": 0,
+            "uptime_sec": 12, "in_flight": 0, "failed": 0, "delivered": 3, "retried": 0,
             "dead_lettered": 0,
             "per_worker": [{"id": "w0", "engine": "schp", "model_loaded": True, "jobs": 3}]}
 
