@@ -36,6 +36,6 @@ COPY config.yaml supervisord.conf start.sh ./
 
 RUN useradd --system --home /app qmc && mkdir -p var && chown -R qmc /app/var
 USER qmc
-EXPOSE 8000
+EXPOSE 8003
 # Settings come from the environment (MASK_ASSET_URL, MASK_COMPONENT_SECRET, ...).
 CMD ["./start.sh"]

@@ -9,7 +9,10 @@ if [ ! -x venv/bin/python ]; then
     echo "start.sh: no venv/ here; run ./setup.sh first" >&2
     exit 1
 fi
-# Validate every setting before anything starts; prints one line naming a bad one.
+# Check every setting, and what each process will need (upload URL and secret, the
+# weights file, free ports, writable folders), before anything starts: a problem
+# prints one line naming the setting and the fix, and nothing is started.
+venv/bin/python -m common.settings_check
 WORKER_COUNT="$(venv/bin/python -m common.settings_check --print workers.count)"
 export WORKER_COUNT
 mkdir -p var/run var/log

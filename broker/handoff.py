@@ -47,8 +47,10 @@ class HandoffMixin:
             if adopt:
                 self.uploader = UploaderEntry(peer, now)
                 event(log, "uploader_joined", pending=len(self.book.pending))
-            self.uploader.update(msg.get("counters"), now)
+            self.uploader.update(msg.get("counters"), now, msg.get("timings"), msg.get("spool"))
             self.uploader_counters = dict(self.uploader.counters)
+            self.uploader_timings = dict(self.uploader.timings)
+            self.uploader_spool = dict(self.uploader.spool)
             if adopt or kind == "ready":
                 self.sent_at.clear()
                 for job_id in self.book.pending:
@@ -85,9 +87,12 @@ class HandoffMixin:
             return  # a job this broker has forgotten
         if entry.state in FINAL_STATES and not is_redelivery(entry, state):
             return  # a repeat
+        first_delivery = state == "done" and not is_redelivery(entry, state)
         reason, detail = text(msg.get("reason"), MAX_REASON), text(msg.get("detail"), MAX_DETAIL)
         self._commit({"op": "upstate", "job_id": entry.job_id, "state": state,
                       "reason": reason, "detail": detail, "t": now})
+        if first_delivery and entry.submitted_at is not None:
+            self.timings.observe("end_to_end", now - entry.submitted_at)
         if state in FINAL_STATES:
             self.sent_at.pop(entry.job_id, None)
             level = logging.INFO if state == "done" else logging.WARNING

@@ -84,6 +84,10 @@ class Counters:
     failed: int = 0      #: jobs that reached ``failed``
     retried: int = 0     #: requeues (a job put back at the head of the queue)
     handed: int = 0      #: hand-offs acknowledged by the uploader
+    #: jobs that reached ``failed``, by reason; never lowered (a Prometheus counter), so
+    #: after a redrive ``failed == sum(failed_by_reason) - redelivered``
+    failed_by_reason: dict[str, int] = field(default_factory=dict)
+    redelivered: int = 0  #: dead letters delivered by ``uploader redrive`` (failed -> done)
 
 
 @dataclass
@@ -171,6 +175,7 @@ class JobBook:
         entry.reason, entry.detail = record.get("reason"), record.get("detail")
         self.counters.failed -= 1
         self.counters.done += 1
+        self.counters.redelivered += 1
 
     def _finish(self, entry: JobEntry, state: str, record: dict[str, Any]) -> None:
         if entry.state in FINAL_STATES:
@@ -184,6 +189,8 @@ class JobBook:
             self.counters.done += 1
         else:
             self.counters.failed += 1
+            by_reason = self.counters.failed_by_reason
+            by_reason[entry.reason or "unknown"] = by_reason.get(entry.reason or "unknown", 0) + 1
         self.finished.append(entry.job_id)
         self._forget_old()
 
@@ -217,7 +224,7 @@ class JobBook:
         self.in_flight = dict.fromkeys(record["in_flight"])
         self.pending = dict.fromkeys(record["pending"])
         self.finished = deque(record["finished"])
-        self.counters = Counters(**record["counters"])
+        self.counters = Counters(**record["counters"])  # fields added later keep their default
         self.next_seq = record["next_seq"]
         self._forget_old()  # queue.remember_finished may have been lowered since
 

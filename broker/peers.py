@@ -12,9 +12,15 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
+from common.histogram import valid_snapshot
+
 #: WorkerInfo fields the broker keeps (anything else a worker sends is dropped).
 INFO_FIELDS = ("id", "host", "pid", "index", "engine", "model_loaded", "device",
-               "inline_images", "busy", "job_id")
+               "inline_images", "busy", "job_id", "precision", "backend")
+
+#: Uploader counters the broker keeps (anything else it sends is dropped).
+UPLOADER_COUNTERS = ("delivered", "retried", "dead_lettered", "attempts_2xx", "attempts_3xx",
+                     "attempts_4xx", "attempts_5xx", "attempts_error")
 
 #: Longest accepted worker id, in characters.
 MAX_WORKER_ID = 200
@@ -54,6 +60,7 @@ class WorkerEntry:
         return {"jobs_done": self.jobs_done, "jobs_failed": self.jobs_failed,
                 "busy": self.busy, "job_id": self.job_id, "engine": self.info.get("engine"),
                 "model_loaded": self.info.get("model_loaded") is True,
+                "precision": self.info.get("precision"), "backend": self.info.get("backend"),
                 "host": self.info.get("host"), "pid": self.info.get("pid"),
                 "last_seen_age_s": round(max(0.0, now - self.last_seen), 3)}
 
@@ -123,10 +130,20 @@ class UploaderEntry:
     peer: bytes
     last_seen: float
     counters: dict[str, int] = field(default_factory=dict)
+    timings: dict[str, dict] = field(default_factory=dict)   #: name -> histogram snapshot
+    spool: dict[str, int] = field(default_factory=dict)      #: depth, dead
 
-    def update(self, counters: Any, now: float) -> None:
+    def update(self, counters: Any, now: float, timings: Any = None, spool: Any = None) -> None:
         self.last_seen = now
         if isinstance(counters, dict):
             self.counters = {k: v for k, v in counters.items()
-                             if k in ("delivered", "retried", "dead_lettered")
-                             and isinstance(v, int) and not isinstance(v, bool)}
+                             if k in UPLOADER_COUNTERS and _count(v)}
+        if isinstance(timings, dict):
+            self.timings = {k: v for k, v in timings.items()
+                            if k == "upload" and valid_snapshot(v)}
+        if isinstance(spool, dict):
+            self.spool = {k: v for k, v in spool.items() if k in ("depth", "dead") and _count(v)}
+
+
+def _count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0

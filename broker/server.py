@@ -67,9 +67,12 @@ class BrokerServer:
         event(log, "journal_replayed", queued=len(book.queue), recovered_in_flight=recovered,
               pending_handoff=len(book.pending), known_jobs=len(book.jobs))
         b = s.broker
-        self.sockets[FRONT] = self._bind(b.frontend_endpoint, MAX_FRAME_BYTES, mandatory=False)
-        self.sockets[UPLOADER] = self._bind(b.uploader_endpoint, MAX_FRAME_BYTES)
+        self.sockets[FRONT] = self._bind(b.frontend_endpoint, MAX_FRAME_BYTES,
+                                         "BROKER_FRONTEND_ENDPOINT", mandatory=False)
+        self.sockets[UPLOADER] = self._bind(b.uploader_endpoint, MAX_FRAME_BYTES,
+                                            "BROKER_UPLOADER_ENDPOINT")
         self.sockets[WORKERS] = self._bind(b.worker_bind, MAX_WORKER_FRAME_BYTES,
+                                           "BROKER_WORKER_BIND",
                                            secure=b.curve.enabled)
         self.poller = zmq.Poller()
         for sock in self.sockets.values():
@@ -81,7 +84,7 @@ class BrokerServer:
               uploader=b.uploader_endpoint, curve=b.curve.enabled,
               queue_max=s.queue.max_size, journal=str(self.journal.path))
 
-    def _bind(self, endpoint: str, max_bytes: int, mandatory: bool = True,
+    def _bind(self, endpoint: str, max_bytes: int, setting: str, mandatory: bool = True,
               secure: bool = False) -> zmq.Socket:
         sock = self.ctx.socket(zmq.ROUTER)
         sock.linger = LINGER_MS
@@ -96,7 +99,12 @@ class BrokerServer:
             curve.make_server(sock, self.settings.resolve(curve_cfg.server_secret_key_file))
             event(log, "curve_enabled", authorized_keys_dir=str(keys_dir),
                   keys=len(list(keys_dir.glob("*.key"))))
-        sock.bind(endpoint)
+        try:
+            sock.bind(endpoint)
+        except zmq.ZMQError as exc:
+            sock.close(0)
+            # the bare "Address already in use" names neither the endpoint nor its setting
+            raise zmq.ZMQError(exc.errno, f"{endpoint} ({setting}): {exc.strerror}") from None
         return sock
 
     # -- loop ------------------------------------------------------------

@@ -18,6 +18,10 @@ Rules kept here and nowhere else:
   with ``attempt + 1``; at ``max_attempts`` the job fails with
   ``attempts_exhausted``. Only the result for the current attempt from the
   worker holding the job is accepted; anything else is logged and ignored.
+- **No worker**: once no worker has been alive for ``queue.no_worker_grace_s``
+  (counted from the broker's start as well), new jobs are refused (``no_worker``)
+  rather than queued where nothing can run them; shorter gaps, such as a
+  worker restart, refuse nothing.
 - **Durability**: an ``accept`` is journalled before it is applied, and a
   journal failure refuses the job. Other records are applied even when the
   journal cannot be written (logged as an error): the worst a lost record
@@ -39,6 +43,7 @@ from broker.peers import UploaderEntry, WorkerEntry, WorkerRegistry, clean_info
 from broker.stats import build_stats
 from common import wire
 from common.config import BrokerSettings, QueueSettings
+from common.histogram import Histograms
 from common.ids import is_valid_id
 from common.logs import event
 
@@ -90,6 +95,11 @@ class BrokerCore(HandoffMixin):
         self.sent_at: dict[str, float] = {}   #: job_id -> when its deliver was last sent
         self.stopping = False
         self.paused_until = 0.0   #: no dispatch before this time (storage trouble)
+        self.worker_seen_at = started_at   #: when a worker was last heard from
+        #: durations seen by the broker and reported by workers (see broker.stats)
+        self.timings = Histograms()
+        self.uploader_timings: dict[str, dict] = {}
+        self.uploader_spool: dict[str, int] = {}
         self._out: list[Out] = []
 
     # -- plumbing --------------------------------------------------------
@@ -159,6 +169,12 @@ class BrokerCore(HandoffMixin):
         if known is not None:
             event(log, "job_duplicate", job_id=known.job_id, state=known.state)
             return self._submitted("duplicate", known.state)
+        idle_s = self.no_worker_s(now)
+        if idle_s > self.queue_cfg.no_worker_grace_s:
+            error = f"no segmentation worker has been alive for {idle_s:.0f} s"
+            event(log, "job_refused", logging.WARNING, job_id=job["job_id"], error="no_worker",
+                  detail=error)
+            return self._submitted("no_worker", error=error)
         if len(self.book.queue) >= self.queue_cfg.max_size:
             event(log, "job_refused", logging.WARNING, job_id=job["job_id"], error="queue_full")
             return self._submitted("queue_full")
@@ -182,6 +198,12 @@ class BrokerCore(HandoffMixin):
         if error is not None:
             fields["error"] = error
         return fields
+
+    def no_worker_s(self, now: float) -> float:
+        """Seconds since a worker was last alive (0 while one is connected)."""
+        if self.workers.by_name:
+            return 0.0
+        return max(0.0, now - self.worker_seen_at)
 
     def stats(self, now: float) -> dict[str, Any]:
         """The ``stats`` reply (see :func:`broker.stats.build_stats`)."""
@@ -219,6 +241,7 @@ class BrokerCore(HandoffMixin):
                   error=f"{msg['type']} without a valid worker id")
             return
         worker, new = self.workers.seen(peer, info, now)
+        self.worker_seen_at = now
         if new:
             event(log, "worker_joined", worker=worker.name, host=info.get("host"),
                   engine=info.get("engine"), model_loaded=info.get("model_loaded"),
@@ -261,6 +284,7 @@ class BrokerCore(HandoffMixin):
             self._requeue(entry, "store_failed", now, str(exc), count=False)
             return
         worker.jobs_done += 1
+        self._observe_stages(msg.get("timings"))
         journalled = self._commit({"op": "stored", "job_id": entry.job_id, "masks": paths,
                                    "t": now})
         event(log, "job_result", job_id=entry.job_id, worker=worker.name,
@@ -271,6 +295,15 @@ class BrokerCore(HandoffMixin):
             # needs the photo; the uploader removes it once the job is delivered.
             self.storage.delete_input(entry.job["image_path"])
         self._deliver(entry, now)
+
+    def _observe_stages(self, timings: Any) -> None:
+        """A result's per-stage times (``stages_ms``: stage -> ms) into the histograms."""
+        stages = timings.get("stages_ms") if isinstance(timings, dict) else None
+        if not isinstance(stages, dict):
+            return
+        for stage, ms in stages.items():
+            if isinstance(stage, str) and stage in wire.STAGES and isinstance(ms, (int, float)):
+                self.timings.observe(f"stage_{stage}", ms / 1000.0)
 
     def _on_failed(self, worker: WorkerEntry, msg: dict[str, Any], now: float) -> None:
         entry = self._held(worker, msg)
@@ -329,6 +362,8 @@ class BrokerCore(HandoffMixin):
             if worker is None:
                 return
             entry = self.book.jobs[self.book.queue[0]]
+            if entry.attempts == 0 and entry.submitted_at is not None:
+                self.timings.observe("queue_wait", now - entry.submitted_at)
             self._commit({"op": "dispatch", "job_id": entry.job_id, "worker": worker.name,
                           "attempt": entry.job["attempt"], "t": now})
             worker.job_id = entry.job_id

@@ -16,6 +16,18 @@ and survive broker restarts):
 - ``segmentation_ready``: at least one connected worker reports ``model_loaded``.
 - ``engine``: the engine name connected workers report (``"parser,schp"`` when they
   differ, None when no worker is connected); ``engines`` lists them.
+- ``uptime_sec``: whole seconds since the broker started.
+- ``failed_by_reason`` / ``redelivered``: final failures by reason (never lowered) and
+  dead letters delivered later by ``uploader redrive`` (``failed`` is their difference).
+- ``no_worker_s``: whole seconds since a worker was last alive (0 while one is);
+  ``no_worker_grace_s``: after this long, new jobs are refused (``no_worker``).
+- ``upload_attempts``: the uploader's HTTP attempts by status class (``2xx`` ... ``5xx``,
+  ``error`` for no answer); ``spool_depth`` / ``dead_letters_held``: jobs in its spool
+  and dead-letter folders.
+- ``timings``: duration histograms (:mod:`common.histogram`): ``queue_wait`` (accept to
+  first dispatch), ``end_to_end`` (accept to delivery), ``stage_<name>`` per worker
+  stage (:data:`common.wire.STAGES`), and the uploader's ``upload`` (one HTTP attempt).
+  They live in memory: a broker (or uploader) restart starts them afresh.
 """
 
 from __future__ import annotations
@@ -31,6 +43,8 @@ def build_stats(core: "BrokerCore", now: float) -> dict[str, Any]:
     book, workers = core.book, core.workers.all()
     engines = sorted({str(w.info["engine"]) for w in workers if w.info.get("engine")})
     uploaded = core.uploader_counters
+    attempts = {key[len("attempts_"):]: value for key, value in uploaded.items()
+                if key.startswith("attempts_")}
     return {
         "queue_max": core.queue_cfg.max_size,
         "queue_current": len(book.queue),
@@ -50,6 +64,14 @@ def build_stats(core: "BrokerCore", now: float) -> dict[str, Any]:
         "segmentation_ready": any(w.info.get("model_loaded") is True for w in workers),
         "engine": ",".join(engines) or None,
         "engines": engines,
-        "uptime_sec": round(max(0.0, now - core.started_at), 3),
+        "uptime_sec": int(max(0.0, now - core.started_at)),
+        "failed_by_reason": dict(book.counters.failed_by_reason),
+        "redelivered": book.counters.redelivered,
+        "no_worker_s": int(core.no_worker_s(now)),
+        "no_worker_grace_s": core.queue_cfg.no_worker_grace_s,
+        "upload_attempts": attempts,
+        "spool_depth": core.uploader_spool.get("depth"),
+        "dead_letters_held": core.uploader_spool.get("dead"),
+        "timings": {**core.timings.snapshot(), **core.uploader_timings},
         "per_worker": {w.name: w.stats(now) for w in workers},
     }

@@ -28,7 +28,7 @@ class ConfigError(Exception):
 @dataclass(frozen=True)
 class ServerSettings:
     host: str = "0.0.0.0"
-    port: int = 8000
+    port: int = 8003
     max_upload_mb: float = 20.0
     max_image_pixels: int = 40_000_000
     api_key: str | None = None
@@ -45,6 +45,9 @@ class QueueSettings:
     job_deadline_s: float = 300.0
     max_attempts: int = 5
     remember_finished: int = 10_000
+    #: Seconds without any live worker after which POST /process answers 503 (a worker
+    #: restart takes less, so it refuses nothing); counted from the broker's start too.
+    no_worker_grace_s: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -181,6 +184,7 @@ ENV_OVERRIDES: dict[str, str] = {
     "API_KEY": "server.api_key",
     "QUEUE_MAX_SIZE": "queue.max_size",
     "JOB_DEADLINE_S": "queue.job_deadline_s",
+    "NO_WORKER_GRACE_S": "queue.no_worker_grace_s",
     "BROKER_FRONTEND_ENDPOINT": "broker.frontend_endpoint",
     "BROKER_WORKER_BIND": "broker.worker_bind",
     "BROKER_WORKER_ENDPOINT": "broker.worker_connect",
@@ -405,6 +409,8 @@ def _validate(s: Settings) -> None:
     _check(s.queue.job_deadline_s > 0, "queue.job_deadline_s", "must be positive")
     _check(s.queue.max_attempts >= 1, "queue.max_attempts", "must be at least 1")
     _check(s.queue.remember_finished >= 0, "queue.remember_finished", "must not be negative")
+    _check(s.queue.no_worker_grace_s >= 0, "queue.no_worker_grace_s (NO_WORKER_GRACE_S)",
+           "must not be negative")
     _check(s.broker.heartbeat_interval_s > 0, "broker.heartbeat_interval_s", "must be positive")
     _check(s.broker.heartbeat_liveness >= 2, "broker.heartbeat_liveness", "must be at least 2")
     for name in ("frontend_endpoint", "worker_bind", "worker_connect", "uploader_endpoint"):

@@ -14,7 +14,8 @@ Message types, by direction
 ---------------------------
 front end -> broker (each carries ``"req"``, echoed in the reply):
     ``submit``   {job: Job}                  -> ``submitted`` {outcome, state, queue_size, queue_max}
-                 outcome: "accepted" | "duplicate" | "queue_full" | "error" (+ "error": text)
+                 outcome: "accepted" | "duplicate" | "queue_full" | "no_worker" | "error"
+                 (no_worker and error carry "error": text)
     ``job``      {job_id}                    -> ``job`` {record: JobRecord | None}
     ``stats``    {}                          -> ``stats`` {stats: Stats}
 
@@ -22,6 +23,8 @@ worker -> broker:
     ``ready``     {worker: WorkerInfo}        idle, wants one job
     ``heartbeat`` {worker: WorkerInfo}        alive (also while busy)
     ``result``    {job_id, attempt, masks: {name: png bytes}, engine, timings}
+                  timings: {decode_ms, process_ms, stages_ms: {stage: ms}}, stages from
+                  :data:`STAGES`
     ``failed``    {job_id, attempt, reason, detail, retryable}
     ``disconnect`` {}                         leaving; a running job (if any) goes back
 broker -> worker:
@@ -31,7 +34,10 @@ broker -> worker:
 
 uploader -> broker:
     ``ready``     {counters}                  connected / reconnected
-    ``heartbeat`` {counters}                  counters: delivered, retried, dead_lettered
+    ``heartbeat`` {counters, timings, spool}  counters: delivered, retried, dead_lettered,
+                                              attempts_2xx/3xx/4xx/5xx/error; timings:
+                                              {"upload": histogram (common.histogram)};
+                                              spool: {depth, dead}
     ``ack``       {job_id}                    job durably spooled; broker forgets the hand-off
     ``state``     {job_id, state, reason, detail}   "uploading" | "done" | "failed"
 broker -> uploader:
@@ -61,6 +67,10 @@ STATES = ("queued", "processing", "uploading", "done", "failed")
 #: Mask file stems, as uploaded (``<name>.png``).
 UPPER, LOWER, SEG_MAP = "upper_body_mask", "lower_body_mask", "seg_map"
 MASK_NAMES = (UPPER, LOWER, SEG_MAP)
+
+#: Worker stages timed for every result (``timings.stages_ms``): ``forward`` is the
+#: engine's model work (every engine stage that is not pre- or post-processing).
+STAGES = ("decode", "preprocess", "forward", "postprocess", "refine", "encode")
 
 #: Keys every Job map must have.
 JOB_FIELDS = ("job_id", "user_id", "provider", "image_path", "submitted_at", "attempt")

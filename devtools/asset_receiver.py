@@ -56,7 +56,13 @@ def main() -> None:
     parser.add_argument("--secret", required=True)
     args = parser.parse_args()
     app = tornado.web.Application([(r"/masks", MasksHandler, {"out": args.out, "secret": args.secret})])
-    app.listen(args.port, address="127.0.0.1")
+    try:
+        app.listen(args.port, address="127.0.0.1")
+    except OSError as exc:
+        print(json.dumps({"level": "critical", "event": "receiver_start_failed",
+                          "error": f"cannot listen on 127.0.0.1:{args.port} (RECEIVER_PORT): "
+                                   f"{exc.strerror}"}), flush=True)
+        raise SystemExit(1) from None
     print(json.dumps({"event": "receiver_listening", "url": f"http://127.0.0.1:{args.port}/masks"}),
           flush=True)
     tornado.ioloop.IOLoop.current().start()

@@ -28,7 +28,9 @@ def main() -> int:
     try:
         asyncio.run(serve(settings))
     except OSError as exc:
-        event(log, "frontend_start_failed", logging.ERROR, detail=str(exc))
+        where = f"{settings.server.host}:{settings.server.port} (HOST, PORT)"
+        event(log, "frontend_start_failed", logging.ERROR,
+              detail=f"cannot listen on {where}: {exc.strerror or exc}")
         return 1
     return 0
 

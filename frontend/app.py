@@ -19,10 +19,12 @@ from common.logs import event
 from frontend.base import NotFoundHandler
 from frontend.broker_client import BrokerClient
 from frontend.inflight import InFlight
+from frontend.metrics import FrontendCounters
 from frontend.openapi import build_document
 from frontend.photo_store import PhotoStore
 from frontend.process_handler import ProcessHandler
-from frontend.status_handlers import HealthHandler, JobHandler, OpenApiHandler, StatsHandler
+from frontend.status_handlers import (HealthHandler, JobHandler, MetricsHandler, OpenApiHandler,
+                                      StatsHandler)
 
 log = logging.getLogger(__name__)
 
@@ -47,11 +49,13 @@ def make_app(server: ServerSettings, broker: BrokerClient, store: PhotoStore,
     inflight = inflight or InFlight()
     common = {"inflight": inflight}
     with_broker = {**common, "broker": broker}
+    counters = FrontendCounters()
     handlers = [
-        url(r"/process", ProcessHandler,
-            {**with_broker, "store": store, "executor": executor, "server": server}),
+        url(r"/process", ProcessHandler, {**with_broker, "store": store, "executor": executor,
+                                          "server": server, "counters": counters}),
         url(r"/health", HealthHandler, with_broker),
         url(r"/stats", StatsHandler, with_broker),
+        url(r"/metrics", MetricsHandler, {**with_broker, "counters": counters}),
         url(r"/jobs/([^/]*)", JobHandler, {**with_broker, "api_key": server.api_key,
                                             "temp_folder": store.directory.parent}),
         url(r"/openapi.json", OpenApiHandler, {**common, "document": build_document(server)}),

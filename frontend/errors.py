@@ -15,6 +15,10 @@ QUEUE_FULL_RETRY_AFTER_S = 10
 #: Seconds a client should wait before retrying when the broker does not answer.
 BROKER_RETRY_AFTER_S = 5
 
+#: Seconds a client should wait before retrying when no worker is alive (a restart
+#: under supervisord takes seconds; an operator's fix takes longer).
+NO_WORKER_RETRY_AFTER_S = 30
+
 #: Seconds a client should wait before retrying when TEMP_FOLDER cannot be written.
 STORAGE_RETRY_AFTER_S = 30
 

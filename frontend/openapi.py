@@ -63,7 +63,8 @@ def _schemas() -> dict[str, Any]:
                   "properties": {"queue_max": nullable_int, "queue_current": nullable_int,
                                  "workers": {"description": "Live workers (count or per-worker maps)."},
                                  "jobs_processed": nullable_int,
-                                 "uptime_sec": {"type": "number", "nullable": True}}},
+                                 "uptime_sec": {"type": "integer", "nullable": True,
+                                                "description": "Whole seconds."}}},
         "JobRecord": {"type": "object", "required": ["job_id", "state"], "additionalProperties": True,
                       "properties": {"job_id": {"type": "string"},
                                      "state": {"type": "string", "enum": list(STATES)}}},
@@ -91,7 +92,8 @@ def _process_operation(server: ServerSettings) -> dict[str, Any]:
             "413": _json("Upload body or photo pixel count over the limit.", "Error"),
             "415": _json("Content-Type not multipart/form-data, or photo not JPEG/PNG.", "Error"),
             "422": _json("Photo truncated, corrupt or smaller than 16 pixels a side.", "Error"),
-            "503": _json("Queue full, or the queue (broker) unavailable.", "Error", True),
+            "503": _json("Queue full, no worker alive for longer than NO_WORKER_GRACE_S, or "
+                         "the queue (broker) unavailable.", "Error", True),
             "507": _json("No space left for the photo on the server.", "Error", True),
         },
     }
@@ -114,12 +116,16 @@ def build_document(server: ServerSettings) -> dict[str, Any]:
     paths = {
         "/process": {"post": _process_operation(server)},
         "/health": {"get": _get("Service health", {
-            "200": _json("A worker is alive.", "Health"),
-            "503": _json("Degraded: no live worker, or the broker does not answer.", "Health",
-                         True)})},
+            "200": _json("A worker and the uploader are alive.", "Health"),
+            "503": _json("Degraded: no live worker, no uploader, or the broker does not "
+                         "answer.", "Health", True)})},
         "/stats": {"get": _get("Queue and worker counters", {
             "200": _json("Counters from the broker.", "Stats"),
             "503": _json("The broker does not answer.", "Error", True)})},
+        "/metrics": {"get": _get("Prometheus metrics (text format 0.0.4)", {
+            "200": {"description": "Every metric (docs/metrics.md); qmc_broker_up 0 when the "
+                                   "broker does not answer.",
+                    "content": {"text/plain": {"schema": {"type": "string"}}}}})},
         "/jobs/{job_id}": {"get": _get("One job's state", {
             "200": _json("The job's record.", "JobRecord"),
             "400": _json("Invalid job_id.", "Error"),
@@ -135,6 +141,8 @@ def build_document(server: ServerSettings) -> dict[str, Any]:
         "openapi": OPENAPI_VERSION,
         "info": {"title": "Qwen Mask Component", "version": API_VERSION,
                  "description": "Upper/lower-body garment masks for virtual try-on."},
+        "servers": [{"url": f"http://localhost:{server.port}",
+                     "description": "this service on its configured PORT"}],
         "paths": paths,
         "components": {"schemas": _schemas()},
     }

@@ -32,6 +32,7 @@ from frontend.base import JsonHandler
 from frontend.broker_client import BrokerClient, BrokerUnavailable
 from frontend.errors import ApiError
 from frontend.inflight import InFlight
+from frontend.metrics import FrontendCounters
 from frontend.photo_store import PhotoStore, StorageError
 from frontend.uploads import ProcessForm, check_photo, form_boundary, photo_error, read_process_form
 
@@ -49,9 +50,11 @@ class ProcessHandler(JsonHandler):
     SUPPORTED_METHODS = ("POST",)
 
     def initialize(self, inflight: InFlight, broker: BrokerClient, store: PhotoStore,
-                   executor: Executor, server: ServerSettings) -> None:
+                   executor: Executor, server: ServerSettings,
+                   counters: FrontendCounters | None = None) -> None:
         super().initialize(inflight)
         self.broker, self.store, self.executor, self.server = broker, store, executor, server
+        self.counters = counters or FrontendCounters()
         self.body = bytearray()
         self.boundary = b""
 
@@ -66,7 +69,7 @@ class ProcessHandler(JsonHandler):
             self.boundary = form_boundary(self.request.headers.get("Content-Type"))
             self._check_declared_length()
         except ApiError as exc:
-            _log_rejected(exc, None)
+            self._rejected(exc, None)
             raise
 
     def data_received(self, chunk: bytes) -> None:
@@ -76,7 +79,7 @@ class ProcessHandler(JsonHandler):
         if len(self.body) > self.server.max_upload_bytes:
             self.body = bytearray()
             exc = _too_large(self.server.max_upload_bytes)
-            _log_rejected(exc, None)
+            self._rejected(exc, None)
             self.send_error(exc.status, exc_info=(type(exc), exc, None))
 
     async def post(self) -> None:
@@ -85,14 +88,14 @@ class ProcessHandler(JsonHandler):
         try:
             form = read_process_form(self.boundary, bytes(self.body))
         except ApiError as exc:
-            _log_rejected(exc, None)
+            self._rejected(exc, None)
             raise
         self.body = bytearray()
         self.job_id = form.job_id
         try:
             status, reply = await self._accept(form)
         except ApiError as exc:
-            _log_rejected(exc, form.job_id)
+            self._rejected(exc, form.job_id)
             raise
         self.write_json(reply, status)
 
@@ -136,10 +139,16 @@ class ProcessHandler(JsonHandler):
         if outcome == "duplicate":
             state = reply.get("state")
             event(log, "job_duplicate", job_id=job_id, state=state)
+            self.counters.duplicate()
             return 200, {"status": "accepted", "queued": False, "job_id": job_id,
                          "message": f"Job already known (state: {state}); not queued again",
                          "state": state}
         raise _refusal(reply)
+
+    def _rejected(self, exc: ApiError, job_id: str | None) -> None:
+        """Log a refused request and count it for /metrics."""
+        _log_rejected(exc, job_id)
+        self.counters.refuse(exc.status, exc.kind)
 
     def _check_declared_length(self) -> None:
         declared = self.request.headers.get("Content-Length")
@@ -160,6 +169,10 @@ def _refusal(reply: dict[str, Any]) -> ApiError:
         return ApiError(503, f"the queue is full ({reply.get('queue_size')} of "
                              f"{reply.get('queue_max')} jobs); retry later", kind="queue_full",
                         retry_after=errors.QUEUE_FULL_RETRY_AFTER_S)
+    if outcome == "no_worker":
+        return ApiError(503, f"the job was not queued: {reply.get('error')}; retry later",
+                        kind="no_worker",
+                        retry_after=errors.NO_WORKER_RETRY_AFTER_S)
     detail = reply.get("error") if outcome == "error" else f"unexpected outcome {outcome!r}"
     return ApiError(503, f"the job queue could not take the job ({detail}); retry later",
                     kind="broker_error", retry_after=errors.BROKER_RETRY_AFTER_S)

@@ -7,7 +7,8 @@ passes it through (/stats) and reads only these facts from it (/health):
 - ``workers``: the number of live workers, or a list / map of per-worker maps;
 - ``per_worker``: a list / map of per-worker maps, each optionally with
   ``model_loaded`` (bool), ``engine`` (str) and ``alive`` (bool, default true);
-- ``segmentation_ready`` / ``engine``: used as given when the broker sets them.
+- ``segmentation_ready`` / ``engine``: used as given when the broker sets them;
+- ``uploader_alive``: False makes /health ``degraded`` (absent counts as alive).
 """
 
 from __future__ import annotations
@@ -29,22 +30,28 @@ def stats_body(stats: dict[str, Any]) -> dict[str, Any]:
 def health_body(stats: dict[str, Any]) -> tuple[int, dict[str, Any]]:
     """GET /health from the broker's stats: ``(http_status, body)``.
 
-    ``ok`` (200) while at least one worker is alive, else ``degraded`` (503).
+    ``ok`` (200) while at least one worker and the uploader are alive, else
+    ``degraded`` (503) with a ``detail`` naming what is missing.
     """
     infos = worker_infos(stats)
     alive = alive_workers(stats, infos)
     ready = stats.get("segmentation_ready")
     if not isinstance(ready, bool):
         ready = any(info.get("model_loaded") is True for info in infos)
+    problems = []
+    if alive == 0:
+        problems.append("no segmentation worker is alive")
+    if stats.get("uploader_alive") is False:
+        problems.append("the uploader is not connected: masks cannot be delivered")
     body = {
-        "status": "ok" if alive > 0 else "degraded",
+        "status": "degraded" if problems else "ok",
         "queue_size": stats.get("queue_current", stats.get("queue_size")),
         "segmentation_ready": ready and alive > 0,
         "engine": stats.get("engine") or _engine_of(infos),
         "workers": alive,
     }
-    if alive == 0:
-        body["detail"] = "no segmentation worker is alive"
+    if problems:
+        body["detail"] = "; ".join(problems)
         return 503, body
     return 200, body
 

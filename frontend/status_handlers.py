@@ -1,4 +1,4 @@
-"""The read-only endpoints: GET /health, /stats, /jobs/{job_id} and /openapi.json.
+"""The read-only endpoints: GET /health, /stats, /metrics, /jobs/{job_id} and /openapi.json.
 
 Each asks the broker (one request, bounded by ``broker_timeout_s``) and shapes
 its reply; none of them changes anything. /health answers even when the broker
@@ -18,6 +18,7 @@ from frontend.base import JsonHandler
 from frontend.broker_client import BrokerClient, BrokerUnavailable
 from frontend.errors import ApiError
 from frontend.inflight import InFlight
+from frontend.metrics import FrontendCounters, render
 from frontend.uploads import ID_RULE
 from frontend.stats_view import health_body, stats_body, unreachable_health
 
@@ -49,7 +50,8 @@ class _BrokerReadHandler(JsonHandler):
 
 
 class HealthHandler(_BrokerReadHandler):
-    """GET /health: ``ok`` (200) while a worker is alive, else ``degraded`` (503)."""
+    """GET /health: ``ok`` (200) while a worker and the uploader are alive, else
+    ``degraded`` (503)."""
 
     async def get(self) -> None:
         try:
@@ -72,6 +74,29 @@ class StatsHandler(_BrokerReadHandler):
         except BrokerUnavailable as exc:
             raise _broker_down(exc) from None
         self.write_json(stats_body(stats))
+
+
+class MetricsHandler(_BrokerReadHandler):
+    """GET /metrics: Prometheus text format, from the broker's stats (see frontend.metrics).
+
+    A silent broker still gets 200, with ``qmc_broker_up 0`` and the front end's own
+    figures: the scrape itself worked, and an alert on ``qmc_broker_up`` says the rest.
+    """
+
+    def initialize(self, inflight: InFlight, broker: BrokerClient,
+                   counters: FrontendCounters) -> None:
+        super().initialize(inflight, broker)
+        self.counters = counters
+
+    async def get(self) -> None:
+        try:
+            stats: dict[str, Any] | None = await self.broker.stats()
+        except BrokerUnavailable as exc:
+            event(log, "metrics_broker_unavailable", logging.WARNING, detail=str(exc))
+            stats = None
+        body, content_type = render(stats, self.counters, self.request.headers.get("Accept"))
+        self.set_header("Content-Type", content_type)
+        self.finish(body)
 
 
 class JobHandler(_BrokerReadHandler):

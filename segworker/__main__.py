@@ -17,7 +17,7 @@ import signal
 import sys
 
 from common.config import Settings
-from common.logs import event
+from common.logs import event, wrap_native_stderr
 from common.startup import start_process
 
 log = logging.getLogger("segworker")
@@ -40,6 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = start_process("segworker")
     if settings is None:
         return 2
+    wrap_native_stderr()  # before MediaPipe/TFLite/torch print their notices to stderr
     from segworker import affinity  # no torch here
     try:
         placement = affinity.place(settings.workers, args.index, os.environ)

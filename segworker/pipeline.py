@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from common.config import RefineSettings
-from common.wire import LOWER, SEG_MAP, UPPER
+from common.wire import LOWER, SEG_MAP, STAGES, UPPER
 from segworker.engine import Engine, NoPersonError, Segmentation
 from segworker.masks import encode_mask_png, encode_palette_png
 from segworker.refine import refine
@@ -28,6 +28,24 @@ class PhotoMasks:
     seg_map: np.ndarray | None = None   #: H x W uint8 label ids (SCHP only)
     palette: list[int] | None = None
     timings_ms: dict[str, float] = field(default_factory=dict)  #: stage -> milliseconds
+
+
+class MaskFiles(dict):
+    """PNG bytes by mask name, as :func:`process_photo` returns them, with the
+    photo's stage times in ``timings_ms`` (stage -> milliseconds)."""
+
+    timings_ms: dict[str, float]
+
+
+def reported_stages(timings_ms: dict[str, float]) -> dict[str, float]:
+    """An engine's stage times mapped onto :data:`common.wire.STAGES` (the names the
+    broker keeps histograms of): every engine stage that is not ``preprocess`` or
+    ``postprocess`` is model work and counts as ``forward`` (the parser: person)."""
+    out: dict[str, float] = {}
+    for name, ms in timings_ms.items():
+        stage = name if name in STAGES else "forward"
+        out[stage] = round(out.get(stage, 0.0) + ms, 3)
+    return out
 
 
 def segment_photo(engine: Engine, rgb: np.ndarray, refine_settings: RefineSettings) -> PhotoMasks:
@@ -74,4 +92,7 @@ def process_photo(engine: Engine, rgb: np.ndarray, refine_settings: RefineSettin
     the engine has labels (SCHP). Raises :class:`NoPersonError` (reason
     ``no_person``) when there is no person to mask.
     """
-    return encode_masks(segment_photo(engine, rgb, refine_settings), write_seg_map)
+    masks = segment_photo(engine, rgb, refine_settings)
+    files = MaskFiles(encode_masks(masks, write_seg_map))
+    files.timings_ms = masks.timings_ms
+    return files

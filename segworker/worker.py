@@ -40,6 +40,7 @@ from common.config import RefineSettings, Settings
 from common.logs import event
 from common.photo import PhotoError, decode_rgb
 from segworker.engine import Engine, EngineError
+from segworker.pipeline import reported_stages
 
 #: Longest SIGTERM drain, in seconds, before a running job is handed back
 #: (kept below supervisord's ``stopwaitsecs``).
@@ -85,8 +86,12 @@ def run_job(job: dict[str, Any], image: bytes | None, engine: Engine, process: P
         decoded = time.perf_counter()
         seg = settings.segmentation
         masks = process(engine, rgb, seg.refine, seg.write_seg_map)
-        timings = {"decode_ms": round((decoded - started) * 1000, 1),
-                   "process_ms": round((time.perf_counter() - decoded) * 1000, 1)}
+        decode_ms = round((decoded - started) * 1000, 1)
+        # process_photo attaches its stage times (MaskFiles); a bare dict has none
+        stages = reported_stages(getattr(masks, "timings_ms", {}))
+        timings = {"decode_ms": decode_ms,
+                   "process_ms": round((time.perf_counter() - decoded) * 1000, 1),
+                   "stages_ms": {"decode": decode_ms, **stages}}
         return Outcome("result", {**ids, "masks": masks, "engine": engine.name, "timings": timings})
     except PhotoError as exc:
         return _failed(ids, "bad_image", str(exc), False)
@@ -188,7 +193,11 @@ class Worker:
         self._backoff = self.interval   #: extra patience after a reconnect, doubled per loss
         self._broker_deadline = 0.0     #: monotonic time the broker must be heard from by
         self.sock: zmq.Socket | None = None
-        self._device = str(engine.describe().get("device", settings.workers.device))
+        facts = engine.describe()
+        self._device = str(facts.get("device", settings.workers.device))
+        # for /metrics' info metric; engines that do not say run fp32 on the default backend
+        self._precision = str(facts.get("precision") or ("bf16" if facts.get("bf16") else "fp32"))
+        self._backend = str(facts.get("backend") or "default")
 
     def _load_keys(self) -> tuple[bytes, bytes, bytes] | None:
         w = self.settings.workers
@@ -205,6 +214,7 @@ class Worker:
         return {"id": self.name, "host": socket.gethostname(), "pid": os.getpid(),
                 "index": self.index, "engine": self.engine.name, "model_loaded": True,
                 "device": self._device, "inline_images": self.settings.workers.inline_images,
+                "precision": self._precision, "backend": self._backend,
                 "busy": self.current is not None,
                 "job_id": None if self.current is None else self.current["job_id"]}
 

@@ -13,8 +13,8 @@ import signal
 import sys
 from typing import Sequence
 
-from common.config import ConfigError, Settings
 from common.logs import register_secret
+from common.preflight import MIN_SECRET_LENGTH, check_upload
 from common.startup import start_process
 
 from .redrive import redrive
@@ -22,25 +22,7 @@ from .service import UploaderService
 
 #: Exit status for a configuration that cannot run.
 EXIT_CONFIG = 2
-#: Shortest accepted MASK_COMPONENT_SECRET, in characters.
-MIN_SECRET_LENGTH = 16
 
-
-def check_upload_settings(settings: Settings) -> None:
-    """Raise :class:`ConfigError` unless the asset service URL and secret are usable."""
-    up = settings.upload
-    if not up.url:
-        raise ConfigError("MASK_ASSET_URL is not set: the uploader needs the Mask Asset "
-                          "Service URL (setting upload.url)")
-    if not up.secret:
-        raise ConfigError("MASK_COMPONENT_SECRET is not set: the uploader needs the shared "
-                          "secret for the asset service (setting upload.secret)")
-    if len(up.secret) < MIN_SECRET_LENGTH:
-        raise ConfigError(f"MASK_COMPONENT_SECRET is too short: use at least "
-                          f"{MIN_SECRET_LENGTH} characters")
-    if not (up.secret.isascii() and up.secret.isprintable()) or any(c.isspace() for c in up.secret):
-        raise ConfigError("MASK_COMPONENT_SECRET must be printable ASCII without spaces "
-                          "(it is sent in an HTTP header)")
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -62,7 +44,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     env_secret = os.environ.get("MASK_COMPONENT_SECRET", "")
     if len(env_secret) >= MIN_SECRET_LENGTH:
         register_secret(env_secret)
-    settings = start_process("uploader", check_upload_settings)
+    settings = start_process("uploader", check_upload)  # the rule start.sh checks too
     if settings is None:
         return EXIT_CONFIG
     register_secret(settings.upload.secret)

@@ -21,8 +21,18 @@ from common.ids import is_valid_id
 LEDGER_KEEP = 10_000
 #: Additions between two trims of the ledger, in jobs.
 LEDGER_TRIM_EVERY = 100
+#: HTTP attempts are counted by the answer's status class (``error``: no answer).
+ATTEMPT_CLASSES = ("2xx", "3xx", "4xx", "5xx", "error")
 #: Names of the counters reported in ``ready`` / ``heartbeat``.
-COUNTER_NAMES = ("delivered", "retried", "dead_lettered")
+COUNTER_NAMES = ("delivered", "retried", "dead_lettered",
+                 *(f"attempts_{c}" for c in ATTEMPT_CLASSES))
+
+
+def attempt_class(status: int | None) -> str:
+    """The :data:`ATTEMPT_CLASSES` entry of an attempt's HTTP status (None: no answer)."""
+    if status is None or not 200 <= status < 600:
+        return "error"
+    return f"{status // 100}xx"
 
 
 @contextmanager
@@ -94,7 +104,7 @@ class Ledger:
 
 
 class Counters:
-    """``delivered``, ``retried`` and ``dead_lettered`` totals in a JSON file,
+    """``delivered``, ``retried``, ``dead_lettered`` and ``attempts_<class>`` totals in a JSON file,
     updated under a file lock so the service and ``redrive`` can both count."""
 
     def __init__(self, path: Path):

@@ -16,11 +16,12 @@ from pathlib import Path
 from typing import Callable
 
 from common.config import Settings
+from common.histogram import Histograms
 from common.logs import event, redact
 
 from .delivery import AttemptOutcome, Deliverer, DeliveryHooks, DeliveryResult, Interrupted
 from .outbox import Outbox
-from .records import Counters, Ledger
+from .records import Counters, Ledger, attempt_class
 from .spool import Spool, SpooledJob
 
 log = logging.getLogger("uploader.runner")
@@ -63,10 +64,15 @@ class _Hooks(DeliveryHooks):
         record = outcome.record()
         record["n"] = len(self.entry.attempts) + 1  # counted over the job's whole life
         self.entry.attempts.append(record)
+        self.runner.observe_attempt(outcome)
         try:
             self.runner.stores.spool.save(self.entry)
         except OSError as exc:
             event(log, "manifest_write_failed", logging.ERROR, job_id=job_id, error=str(exc))
+        try:
+            self.runner.stores.counters.bump(f"attempts_{attempt_class(outcome.status)}")
+        except OSError as exc:
+            event(log, "counter_write_failed", logging.ERROR, job_id=job_id, error=str(exc))
 
     def retry_scheduled(self, job_id: str, outcome: AttemptOutcome, wait_s: float) -> None:
         self.runner.stores.counters.bump("retried")
@@ -82,6 +88,17 @@ class JobRunner:
         self.stores = stores
         self.deliverer = deliverer
         self.guard = guard or threading.Lock()
+        #: time per HTTP attempt (in memory; reported to the broker for /metrics)
+        self.timings = Histograms()
+        self._timings_lock = threading.Lock()
+
+    def observe_attempt(self, outcome: AttemptOutcome) -> None:
+        with self._timings_lock:
+            self.timings.observe("upload", outcome.elapsed_s)
+
+    def timings_snapshot(self) -> dict[str, dict]:
+        with self._timings_lock:
+            return self.timings.snapshot()
 
     def run(self, job_id: str, redrive: bool = False,
             max_attempts: int | None = None) -> DeliveryResult | None:

@@ -152,10 +152,19 @@ class UploaderService:
             now = time.monotonic()
             if now >= next_beat:
                 next_beat = now + interval
-                link.send(encode("heartbeat", counters=self.stores.counters.read()))
+                link.send(self._heartbeat())
                 self.stores.outbox.rescan()
                 self.stores.outbox.retire(link.epoch, link.heard_at, link.expiry_s)
             link.check_silence(now)
+
+    def _heartbeat(self) -> bytes:
+        """A heartbeat with the figures the broker passes on to /stats and /metrics."""
+        try:
+            spool = self.stores.spool.depths()
+        except OSError:
+            spool = {}
+        return encode("heartbeat", counters=self.stores.counters.read(),
+                      timings=self.runner.timings_snapshot(), spool=spool)
 
     def _flush_states(self) -> None:
         """Send every state not yet sent on the current connection."""

@@ -154,6 +154,13 @@ class Spool:
         except Exception:  # an unreadable manifest sorts first and fails visibly on load
             return 0.0
 
+    def depths(self) -> dict[str, int]:
+        """``{"depth": jobs in the spool, "dead": dead letters}``, for the metrics
+        (directory entries only; nothing is read or removed)."""
+        def count(folder: Path) -> int:
+            return sum(1 for c in os.scandir(folder) if not c.name.startswith(TMP_PREFIX))
+        return {"depth": count(self.spool_dir), "dead": count(self.dead_dir)}
+
     def dead_ids(self) -> list[str]:
         """Dead-lettered job ids, sorted."""
         return sorted(c.name for c in self.dead_dir.iterdir()

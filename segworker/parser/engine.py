@@ -23,7 +23,7 @@ from segworker.engine import Engine, EngineLoadError, NoPersonError, Segmentatio
 from segworker.masks import label_masks, voc_palette
 from segworker.parser import crop, weights
 from segworker.parser.classes import CLASS_NAMES
-from segworker.parser.infer import forward, network_input, photo_matrix
+from segworker.parser.infer import forward, network_input, photo_matrix, resolve_one_piece
 from segworker.parser.network import ParserNet, fuse_batch_norms
 from segworker.parser.person import PersonFinder
 
@@ -81,7 +81,7 @@ class ParserEngine(Engine):
             raise NoPersonError("no person found in the photo")
         inputs = network_input(rgb, prob, matrix)
         t2 = time.perf_counter()
-        logits = forward(self.net, inputs)
+        logits = resolve_one_piece(forward(self.net, inputs))
         t3 = time.perf_counter()
         label_map = crop.labels_in_photo(logits, matrix, height, width)
         t4 = time.perf_counter()

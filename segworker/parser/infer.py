@@ -36,20 +36,50 @@ def network_input(rgb: np.ndarray, prob: np.ndarray, matrix: np.ndarray) -> np.n
     return np.concatenate([planes.transpose(2, 0, 1), person[None]], axis=0)
 
 
-def forward(net: torch.nn.Module, inputs: np.ndarray, bf16: bool = False) -> np.ndarray:
-    """``C x h x w`` float32 logits for one ``4 x H x W`` input."""
+def forward(net: torch.nn.Module, inputs: np.ndarray, flip: bool = False) -> np.ndarray:
+    """``C x h x w`` float32 logits for one ``4 x H x W`` input; with ``flip``,
+    averaged with the logits of the mirrored input (the classes have no left
+    or right, so the mirror image's logits mirror back unchanged)."""
     x = torch.from_numpy(np.ascontiguousarray(inputs))[None]
+    if flip:
+        x = torch.cat([x, x.flip(-1)])
     x = x.contiguous(memory_format=torch.channels_last)
-    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-        logits = net(x)
-    return logits[0].float().numpy()
+    with torch.inference_mode():
+        logits = net(x).float()
+        if flip:
+            return ((logits[0] + logits[1].flip(-1)) / 2).numpy()
+        return logits[0].numpy()
 
 
-def parse(net: torch.nn.Module, rgb: np.ndarray, prob: np.ndarray) -> np.ndarray:
+def parse(net: torch.nn.Module, rgb: np.ndarray, prob: np.ndarray, flip: bool = False) -> np.ndarray:
     """``H x W`` uint8 parser class ids for an RGB photo and its person
     probability (all background when the person model saw nobody)."""
     matrix = photo_matrix(prob)
     if matrix is None:
         return np.zeros(rgb.shape[:2], np.uint8)
-    logits = forward(net, network_input(rgb, prob, matrix))
+    logits = resolve_one_piece(forward(net, network_input(rgb, prob, matrix), flip))
     return crop.labels_in_photo(logits, matrix, rgb.shape[0], rgb.shape[1])
+
+
+#: Class ids of the garments (upper, lower, one-piece) in the network's output.
+UPPER_ID, LOWER_ID, ONE_PIECE_ID = 1, 2, 3
+
+
+def resolve_one_piece(logits: np.ndarray) -> np.ndarray:
+    """``logits`` with one-piece kept only where it holds most of the garment
+    probability (over half of upper + lower + one-piece).
+
+    A one-piece pixel is in *both* masks, so a skirt or top the network is
+    unsure about, called one-piece by a plurality, would leak into the other
+    mask. Such a pixel goes to the likelier of upper and lower instead. Works
+    on the small logits before they are warped into the photo (cheap).
+    """
+    shifted = logits - logits.max(axis=0, keepdims=True)
+    probs = np.exp(shifted)
+    garments = probs[UPPER_ID] + probs[LOWER_ID] + probs[ONE_PIECE_ID]
+    doubtful = (logits.argmax(axis=0) == ONE_PIECE_ID) & (probs[ONE_PIECE_ID] <= 0.5 * garments)
+    if doubtful.any():
+        out = logits.copy()
+        out[ONE_PIECE_ID][doubtful] = np.minimum(logits[UPPER_ID], logits[LOWER_ID])[doubtful]
+        return out
+    return logits

@@ -122,7 +122,7 @@ def test_stats_report_real_figures():
     h.worker("w2", "heartbeat", busy=True, model_loaded=False)
     stats = h.at(1012.5).stats()
     assert stats["queue_current"] == 1 and stats["in_flight"] == 1 and stats["workers"] == 2
-    assert stats["queue_max"] == 10 and stats["uptime_sec"] == 12.5
+    assert stats["queue_max"] == 10 and stats["uptime_sec"] == 12  # whole seconds
     assert stats["segmentation_ready"] is True and stats["engine"] == "parser,schp"
     w1 = stats["per_worker"]["w1"]
     assert (w1["busy"], w1["job_id"], w1["engine"]) == (True, "j0", "schp")

@@ -10,7 +10,7 @@ from common.config import ConfigError, Settings, load_settings
 
 def test_defaults_from_project_config_yaml():
     s = load_settings(environ={})
-    assert s.server.port == 8000
+    assert s.server.port == 8003
     assert s.queue.max_size == 100
     assert s.workers.count == 2
     assert s.segmentation.engine == "auto"
@@ -127,3 +127,39 @@ def test_an_empty_api_key_is_refused(tmp_path):
     with pytest.raises(ConfigError) as err:
         load_settings(cfg, environ={})
     assert "server.api_key" in str(err.value)
+
+
+def test_version_matches_pyproject():
+    import tomllib
+    from common import VERSION
+    from tests.support.procs import ROOT
+    assert VERSION == tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+
+
+def test_no_worker_grace_is_a_setting():
+    from common.config import ConfigError, load_settings
+    import pytest
+    assert load_settings(environ={}).queue.no_worker_grace_s == 60.0
+    assert load_settings(environ={"NO_WORKER_GRACE_S": "5"}).queue.no_worker_grace_s == 5.0
+    with pytest.raises(ConfigError, match="NO_WORKER_GRACE_S"):
+        load_settings(environ={"NO_WORKER_GRACE_S": "-1"})
+
+
+def test_every_setting_the_specification_names_is_honoured_under_that_name(tmp_path):
+    from common.config import load_settings
+    config = tmp_path / "own.yaml"
+    config.write_text("queue:\n  max_size: 7\n")
+    env = {"HOST": "127.0.0.2", "PORT": "8123", "QUEUE_MAX_SIZE": "42", "WORKER_COUNT": "3",
+           "MASK_ASSET_URL": "https://assets.example/masks",
+           "MASK_COMPONENT_SECRET": "spec-secret-0123456", "TEMP_FOLDER": "/srv/qmc-tmp",
+           "LOG_LEVEL": "DEBUG", "SCHP_DEVICE": "cpu", "SCHP_CONFIG_PATH": str(config)}
+    s = load_settings(environ=env)
+    assert (s.server.host, s.server.port, s.queue.max_size, s.workers.count) == \
+        ("127.0.0.2", 8123, 42, 3)
+    assert (s.upload.url, s.upload.secret) == ("https://assets.example/masks",
+                                               "spec-secret-0123456")
+    assert (str(s.temp_folder), s.logging.level, s.workers.device) == ("/srv/qmc-tmp", "DEBUG", "cpu")
+    assert load_settings(environ={"SCHP_CONFIG_PATH": str(config)}).queue.max_size == 7
+    # and the defaults the deployment gets without any of them
+    d = load_settings(environ={})
+    assert (d.server.port, d.upload.url, d.upload.secret) == (8003, None, None)

@@ -42,3 +42,39 @@ def test_a_secret_with_json_escaped_characters_is_redacted_too():
     out = stream.getvalue()
     assert "uo\\\\te-secret" not in out and "te-secret-123" not in out, out
     assert [json.loads(line)["event"] for line in out.splitlines()] == ["upload_failed", "crash"]
+
+
+NATIVE_SCRIPT = r'''
+import logging, os, sys, warnings
+from common.logs import event, setup_logging, wrap_native_stderr
+setup_logging("nativetest")
+wrap_native_stderr()
+os.write(2, b"W0000 00:00:1796116268.593709   23973 inference_feedback_manager.cc:114] Feedback off\n")
+os.write(2, b"INFO: Created TensorFlow Lite XNNPACK delegate for CPU.\n")
+os.write(2, b"WARNING: All log messages before absl::InitializeLog() are written to STDERR\n")
+os.write(2, b"some bare text\n")
+event(logging.getLogger("t"), "own_line", job_id="j1")
+warnings.warn("deprecated thing")
+raise RuntimeError("boom")
+'''
+
+
+def test_native_stderr_and_uncaught_errors_become_json_lines():
+    import subprocess
+    import sys
+    from tests.support.procs import ROOT
+    out = subprocess.run([sys.executable, "-c", NATIVE_SCRIPT], cwd=ROOT, capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 1
+    lines = [json.loads(line) for line in out.stderr.splitlines()]   # every line is JSON
+    native = [e for e in lines if e["event"] == "native_log"]
+    assert [(e["level"], e["text"]) for e in native] == [
+        ("warning", "Feedback off"), ("info", "Created TensorFlow Lite XNNPACK delegate for CPU."),
+        ("warning", "All log messages before absl::InitializeLog() are written to STDERR"),
+        ("warning", "some bare text")]
+    assert native[0]["source"] == "inference_feedback_manager.cc:114"
+    events = [e["event"] for e in lines]
+    assert "own_line" in events and "uncaught_exception" in events
+    crash = next(e for e in lines if e["event"] == "uncaught_exception")
+    assert crash["level"] == "critical" and "RuntimeError: boom" in crash["exc"]
+    assert any("deprecated thing" in e["event"] for e in lines)

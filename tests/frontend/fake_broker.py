@@ -29,7 +29,7 @@ POLL_MS = 10
 
 def default_stats() -> dict[str, Any]:
     return {"queue_max": 100, "queue_current": 0, "workers": 1, "jobs_processed": 3,
-            "uptime_sec": 12.5, "in_flight": 0, "failed": 0, "delivered": 3, "retried": 0,
+            "uptime_sec": 12, "in_flight": 0, "failed": 0, "delivered": 3, "retried": 0,
             "dead_lettered": 0,
             "per_worker": [{"id": "w0", "engine": "schp", "model_loaded": True, "jobs": 3}]}
 
@@ -112,7 +112,9 @@ class FakeBroker:
             self.jobs[job["job_id"]] = {"job_id": job["job_id"], "state": "queued",
                                         "submitted_at": job["submitted_at"],
                                         "image_path": job["image_path"]}
-        extra = {"error": "journal write failed"} if outcome == "error" else {}
+        errors = {"error": "journal write failed",
+                  "no_worker": "no segmentation worker has been alive for 75 s"}
+        extra = {"error": errors[outcome]} if outcome in errors else {}
         return wire.encode("submitted", req=msg["req"], outcome=outcome,
                            state=(known or {}).get("state", "queued"),
                            queue_size=len(self.jobs), queue_max=100, **extra)

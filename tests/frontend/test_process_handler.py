@@ -9,6 +9,7 @@ import stat
 from unittest import mock
 
 from common import files
+from frontend import errors
 from tests.frontend import forms, photos
 from tests.frontend.http_case import FrontendTestCase
 
@@ -198,6 +199,17 @@ class BrokerOutcomeTest(FrontendTestCase):
         self.assertEqual(self.incoming(), [])
         [rejected] = self.capture.named("job_rejected")
         self.assertEqual((rejected["reason"], rejected["job_id"]), ("queue_full", "job-1"))
+
+    def test_no_worker_is_503_with_retry_after_and_the_job_is_not_queued(self):
+        self.fake.outcome = "no_worker"
+        response = self.post_form(forms.process_parts(photos.jpeg()))
+        body = self.assert_error(response, 503)
+        self.assertIn("no segmentation worker", body["error"])
+        self.assertIn("75 s", body["error"])
+        self.assertEqual(int(response.headers["Retry-After"]), errors.NO_WORKER_RETRY_AFTER_S)
+        self.assertEqual(self.incoming(), [])
+        [rejected] = self.capture.named("job_rejected")
+        self.assertEqual((rejected["status"], rejected["reason"]), (503, "no_worker"))
 
     def test_broker_error_outcome_is_503(self):
         self.fake.outcome = "error"

@@ -37,6 +37,16 @@ def test_no_live_worker_is_degraded():
     assert "detail" in body
 
 
+def test_no_uploader_is_degraded_even_with_workers():
+    status, body = health_body({**default_stats(), "uploader_alive": False})
+    assert status == 503 and body["status"] == "degraded" and body["workers"] == 1
+    assert "uploader" in body["detail"] and "worker" not in body["detail"]
+    status, body = health_body({"workers": 0, "uploader_alive": False})
+    assert status == 503 and "no segmentation worker" in body["detail"]
+    assert "uploader" in body["detail"]
+    assert health_body({**default_stats(), "uploader_alive": True})[0] == 200
+
+
 def test_unreachable():
     body = unreachable_health("no answer")
     assert (body["status"], body["workers"], body["detail"]) == ("degraded", 0, "no answer")

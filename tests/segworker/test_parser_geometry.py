@@ -91,3 +91,14 @@ def test_folding_batch_norms_computes_the_same_function():
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in net.modules())
     torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
     assert got.shape == (1, len(CLASS_NAMES), 32, 24)
+
+
+def test_one_piece_needs_most_of_the_garment_probability():
+    from segworker.parser.infer import resolve_one_piece
+    logits = np.full((8, 1, 3), -5.0, np.float32)
+    logits[1:4, 0, 0] = [0.0, 1.0, 1.2]   # one-piece a plurality only: goes to lower
+    logits[1:4, 0, 1] = [-3.0, -3.0, 2.0]  # a clear one-piece stays
+    logits[1:4, 0, 2] = [2.0, 0.0, 0.0]   # upper stays upper
+    out = resolve_one_piece(logits).argmax(axis=0)[0]
+    assert list(out) == [2, 3, 1]
+    assert logits[3, 0, 0] == np.float32(1.2)  # the input is not changed

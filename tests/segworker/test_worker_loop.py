@@ -60,7 +60,9 @@ def test_ready_job_result_then_ready_again(rig, tmp_path):
     _, result = rig.broker.recv()
     assert result["type"] == "result" and (result["job_id"], result["attempt"]) == ("job-1", 2)
     assert set(result["masks"]) == {wire.UPPER, wire.LOWER} and result["engine"] == "fake"
-    assert set(result["timings"]) == {"decode_ms", "process_ms"}
+    assert set(result["timings"]) == {"decode_ms", "process_ms", "stages_ms"}
+    # a process function without stage times (this fake) still reports the decode
+    assert set(result["timings"]["stages_ms"]) == {"decode"}
     assert rig.process.shapes == [(48, 64, 3)]
     assert rig.broker.recv()[1]["type"] == "ready"
 

@@ -51,6 +51,9 @@ def _until(broker: FakeBroker, msg_type: str, timeout: float = 60.0,
         if msg["type"] == msg_type:
             return peer, msg, beats
         assert msg["type"] == "heartbeat", msg
+        # answered as the real broker does: a worker that hears nothing for its peer
+        # expiry reconnects with a new socket (and the test's ``peer`` would go stale)
+        broker.send(peer, "heartbeat")
         beats += 1
     raise AssertionError(f"no {msg_type} within {timeout}s")
 
@@ -78,7 +81,7 @@ def test_parser_worker_serves_a_real_photo_and_drains_on_sigterm(tmp_path, stand
             mask = Image.open(io.BytesIO(result["masks"][name]))
             assert mask.mode == "L" and mask.size == (512, 512)
             assert set(np.unique(np.asarray(mask))) <= {0, 255}
-        _, _, beats = _until(stand_in, "ready")
+        peer, _, beats = _until(stand_in, "ready")
         _, _, beats = _until(stand_in, "heartbeat")     # heartbeats keep coming
 
         stand_in.send_job(peer, "astro-2", str(photo))

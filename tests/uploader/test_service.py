@@ -69,7 +69,14 @@ def test_delivers_once_spools_before_ack_and_cleans_up(up, rx, broker):
     broker.wait(lambda: len(acks(broker, "job-1")) == 3, what="third ack")
     broker.wait(lambda: last_counters(broker)["delivered"] == 2, what="counters")
     assert rx.delivered_job_ids().count("job-1") == 1
-    assert last_counters(broker) == {"delivered": 2, "retried": 1, "dead_lettered": 0}
+    counters = last_counters(broker)
+    assert {k: counters[k] for k in ("delivered", "retried", "dead_lettered")} == \
+        {"delivered": 2, "retried": 1, "dead_lettered": 0}
+    # three HTTP attempts: the hang (no answer) and two 200s, each timed
+    assert (counters["attempts_2xx"], counters["attempts_error"], counters["attempts_5xx"]) == \
+        (2, 1, 0)
+    beat = [m for m in broker.messages() if m["type"] == "heartbeat"][-1]
+    assert beat["timings"]["upload"]["count"] == 3 and beat["spool"] == {"depth": 0, "dead": 0}
     assert up.events("deliver_duplicate", "job-1")
 
 

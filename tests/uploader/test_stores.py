@@ -133,11 +133,14 @@ def test_ledger_remembers_and_trims_the_oldest(tmp_path):
 
 def test_counters_persist_across_instances(tmp_path):
     counters = Counters(tmp_path / "c.json")
-    assert counters.read() == {"delivered": 0, "retried": 0, "dead_lettered": 0}
+    zeros = {"delivered": 0, "retried": 0, "dead_lettered": 0, "attempts_2xx": 0,
+             "attempts_3xx": 0, "attempts_4xx": 0, "attempts_5xx": 0, "attempts_error": 0}
+    assert counters.read() == zeros
     counters.bump("retried", 3)
     counters.bump("delivered")
-    assert Counters(tmp_path / "c.json").read() == {"delivered": 1, "retried": 3,
-                                                    "dead_lettered": 0}
+    counters.bump("attempts_5xx")
+    assert Counters(tmp_path / "c.json").read() == {**zeros, "delivered": 1, "retried": 3,
+                                                    "attempts_5xx": 1}
     with pytest.raises(ValueError):
         counters.bump("nonsense")
 
