@@ -19,7 +19,8 @@ Rules kept here and nowhere else:
   ``attempts_exhausted``. Only the result for the current attempt from the
   worker holding the job is accepted; anything else is logged and ignored.
 - **Durability**: an ``accept`` is journalled before it is applied, and a
-  journal failure refuses the job. Other records are applied even when the
+  journal failure refuses the job (the broker loop group-commits: nothing the
+  core returns is sent before its records are fsynced, see :mod:`broker.server`). Other records are applied even when the
   journal cannot be written (logged as an error): the worst a lost record
   can do after a crash is make a job run again.
 """
@@ -80,9 +81,11 @@ class BrokerCore(HandoffMixin):
     """The broker's state and decisions; see the module docstring."""
 
     def __init__(self, queue: QueueSettings, broker: BrokerSettings, book: JobBook,
-                 journal: Callable[[dict], None], storage: Storage, started_at: float) -> None:
+                 journal: Callable[[dict], None], storage: Storage, started_at: float,
+                 journal_stats: Callable[[], dict] | None = None) -> None:
         self.queue_cfg, self.broker_cfg = queue, broker
         self.book, self.journal, self.storage = book, journal, storage
+        self.journal_stats = journal_stats   #: the journal's own figures, for ``stats``
         self.started_at = started_at
         self.workers = WorkerRegistry()
         self.uploader: UploaderEntry | None = None

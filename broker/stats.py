@@ -16,6 +16,8 @@ and survive broker restarts):
 - ``segmentation_ready``: at least one connected worker reports ``model_loaded``.
 - ``engine``: the engine name connected workers report (``"pose,schp"`` when they
   differ, None when no worker is connected); ``engines`` lists them.
+- ``journal``: ``records`` and ``fsyncs`` written since the broker started (group
+  commit makes fsyncs fewer than records under load), ``bytes`` of the journal file.
 """
 
 from __future__ import annotations
@@ -52,4 +54,5 @@ def build_stats(core: "BrokerCore", now: float) -> dict[str, Any]:
         "engines": engines,
         "uptime_sec": round(max(0.0, now - core.started_at), 3),
         "per_worker": {w.name: w.stats(now) for w in workers},
+        "journal": core.journal_stats() if core.journal_stats is not None else None,
     }
