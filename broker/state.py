@@ -141,6 +141,8 @@ class BrokerCore(HandoffMixin):
                 self._emit(FRONT, peer, "job", req=req, record=record)
             elif kind == "stats":
                 self._emit(FRONT, peer, "stats", req=req, stats=self.stats(now))
+            elif kind == "room":
+                self._emit(FRONT, peer, "room", req=req, **self._room())
             else:
                 event(log, "invalid_frame", logging.WARNING, channel=FRONT,
                       error=f"unexpected message type {kind!r}")
@@ -177,6 +179,12 @@ class BrokerCore(HandoffMixin):
         event(log, "job_accepted", job_id=job["job_id"], user_id=job["user_id"],
               queue_size=len(self.book.queue))
         return self._submitted("accepted", "queued")
+
+    def _room(self) -> dict[str, Any]:
+        """Whether a submit now would find room in the queue (the ``room`` reply)."""
+        size = len(self.book.queue)
+        return {"open": not self.stopping and size < self.queue_cfg.max_size,
+                "queue_size": size, "queue_max": self.queue_cfg.max_size}
 
     def _submitted(self, outcome: str, state: str | None = None,
                    error: str | None = None) -> dict[str, Any]:

@@ -39,10 +39,11 @@ class RemoteSite:
     def __init__(self, root: Path, link: NetnsLink) -> None:
         self.root, self.link = root, link
         self.keys, self.allowed = root / "keys", root / "authorized"
-        for name in ("broker", "worker-1", "stranger"):
+        for name in ("broker", "local", "worker-6", "stranger"):
             keygen(self.keys, name)
         self.allowed.mkdir()
-        shutil.copy(self.keys / "worker-1.key", self.allowed)   # the stranger is not let in
+        for name in ("local", "worker-6"):   # the stranger is not let in
+            shutil.copy(self.keys / f"{name}.key", self.allowed)
         self.port = procs.free_port()
         self.worker_bind = f"tcp://{link.here_ip}:{self.port}"
         self.tree = ServiceTree(root / "broker-host", workers=0, extra_env={
@@ -51,7 +52,7 @@ class RemoteSite:
             "BROKER_CURVE_SECRET_FILE": str(self.keys / "broker.key_secret"),
             "BROKER_CURVE_AUTHORIZED_DIR": str(self.allowed),
             # Local workers (on the broker host) authenticate like remote ones.
-            "WORKER_CURVE_SECRET_FILE": str(self.keys / "worker-1.key_secret"),
+            "WORKER_CURVE_SECRET_FILE": str(self.keys / "local.key_secret"),
             "WORKER_CURVE_SERVER_KEY_FILE": str(self.keys / "broker.key")})
         self.remote: dict[str, subprocess.Popen] = {}
 
@@ -138,7 +139,7 @@ def test_a_remote_worker_delivers_and_an_unknown_key_gets_no_job(site):
     assert tree.job("remote-1")["state"] == "queued"
     assert tree.stats()["workers"] == 0
 
-    good = site.start_remote("worker-1", "worker-1")
+    good = site.start_remote("worker-6", "worker-6")
     tree.wait_delivered(["remote-1"], timeout=120)
     record = tree.wait_state("remote-1", ("done",))
     assert record["worker"] == worker_name(good)
@@ -153,7 +154,7 @@ def test_a_remote_worker_delivers_and_an_unknown_key_gets_no_job(site):
 
 def test_a_cut_link_sends_the_job_to_a_local_worker_and_it_is_delivered_once(site):
     tree = site.tree
-    remote = site.start_remote("remote-slow", "worker-1", "devtools.standin_worker",
+    remote = site.start_remote("remote-slow", "worker-6", "devtools.standin_worker",
                                "--delay", str(SLOW_JOB_S))
     procs.wait_for(lambda: tree.stats()["workers"] == 1, 60, what="the remote worker")
     assert tree.post_photo("cut-1", person_photo()).status_code == 202

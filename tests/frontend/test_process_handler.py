@@ -199,6 +199,23 @@ class BrokerOutcomeTest(FrontendTestCase):
         [rejected] = self.capture.named("job_rejected")
         self.assertEqual((rejected["reason"], rejected["job_id"]), ("queue_full", "job-1"))
 
+    def test_while_the_queue_is_full_the_broker_is_asked_before_the_photo_is_decoded(self):
+        self.fake.outcome = "queue_full"
+        self.assert_error(self.post_form(forms.process_parts(photos.jpeg())), 503)
+        # Known full: the next upload costs one "room" question, no decode, no file, no submit.
+        response = self.post_form(forms.process_parts(photos.jpeg(), job_id="job-2"))
+        body = self.assert_error(response, 503)
+        self.assertIn("the queue is full", body["error"])
+        self.assertEqual(response.headers["Retry-After"], "10")
+        self.assertEqual([m["type"] for m in self.fake.received], ["submit", "room"])
+        self.assertEqual(self.incoming(), [])
+        # Room again: the upload goes the whole way, and is not asked about again after.
+        self.fake.outcome = "auto"
+        self.assertEqual(self.post_form(forms.process_parts(photos.jpeg(), job_id="job-3")).code, 202)
+        self.assertEqual(self.post_form(forms.process_parts(photos.jpeg(), job_id="job-4")).code, 202)
+        self.assertEqual([m["type"] for m in self.fake.received],
+                         ["submit", "room", "room", "submit", "submit"])
+
     def test_broker_error_outcome_is_503(self):
         self.fake.outcome = "error"
         response = self.post_form(forms.process_parts(photos.jpeg()))
