@@ -98,21 +98,27 @@ class ProcessHandler(JsonHandler):
 
     async def _accept(self, form: ProcessForm) -> tuple[int, dict[str, Any]]:
         """Validate the photo, store it, submit the job: ``(status, body)`` or ApiError."""
-        if self.broker.queue_full:
-            await self._check_room(form.job_id)
         loop = asyncio.get_running_loop()
-        try:
-            # One pool task for both steps: with separate tasks, a burst queues every
-            # request's decode ahead of the first request's write, and even the jobs the
-            # queue has room for wait for the whole burst to be decoded.
-            path = await loop.run_in_executor(self.executor, self._check_and_store, form)
-        except PhotoError as exc:
-            raise photo_error(exc) from None
-        except StorageError as exc:
-            event(log, "photo_store_failed", logging.ERROR, job_id=form.job_id, detail=str(exc))
-            status = 507 if exc.no_space else 503
-            raise ApiError(status, f"{exc}; retry later", kind="storage_unavailable",
-                           retry_after=errors.STORAGE_RETRY_AFTER_S) from None
+        path = None
+        for last_try in (False, True):
+            if self.broker.queue_full:
+                await self._check_room(form.job_id)
+            try:
+                # One pool task for both steps: with separate tasks, a burst queues every
+                # request's decode ahead of the first request's write, and even the jobs
+                # the queue has room for wait for the whole burst to be decoded.
+                path = await loop.run_in_executor(self.executor, self._check_and_store,
+                                                  form, not last_try)
+            except PhotoError as exc:
+                raise photo_error(exc) from None
+            except StorageError as exc:
+                event(log, "photo_store_failed", logging.ERROR, job_id=form.job_id,
+                      detail=str(exc))
+                status = 507 if exc.no_space else 503
+                raise ApiError(status, f"{exc}; retry later", kind="storage_unavailable",
+                               retry_after=errors.STORAGE_RETRY_AFTER_S) from None
+            if path is not None:
+                break
         job = wire.make_job(form.job_id, form.user_id, form.provider, str(path), time.time())
         return await self._submit(job, path)
 
@@ -130,9 +136,14 @@ class ProcessHandler(JsonHandler):
             raise _refusal({"outcome": "queue_full", "queue_size": room.get("queue_size"),
                             "queue_max": room.get("queue_max")})
 
-    def _check_and_store(self, form: ProcessForm) -> Any:
+    def _check_and_store(self, form: ProcessForm, skip_if_full: bool) -> Any:
         """Decode-check the photo, then store it durably (in the pool): its path.
-        Raises PhotoError or StorageError."""
+
+        With ``skip_if_full``, returns None at once, having done nothing, when the queue
+        was reported full while this task waited for a thread (the caller asks the broker
+        for room first). Raises PhotoError or StorageError."""
+        if skip_if_full and self.broker.queue_full:
+            return None
         fmt = check_photo(form.image, self.server.max_image_pixels)
         return self.store.write(form.job_id, fmt, form.image)
 
