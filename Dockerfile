@@ -66,7 +66,7 @@ CMD ["./start.sh"]
 # libgl1/libglib2.0-0: opencv-contrib-python (pulled by mediapipe) links them.
 RUN apt-get update \
  && apt-get install -y --no-install-recommends python3 libgl1 libglib2.0-0 ca-certificates curl \
- && rm -rf /var/lib/apt/lists/* \
+ && apt-get clean && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin \
  && useradd --system --home-dir /app --shell /usr/sbin/nologin qmc
 COPY --from=build /app /app
 # cv2 and mediapipe load here (with the runtime libraries); -B writes no .pyc as root.

@@ -42,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import tornado.httpclient  # noqa: E402
 
 from tests.support import procs  # noqa: E402
-from tests.support.service import ServiceTree, person_photo  # noqa: E402
+from tests.support.service import SECRET, ServiceTree, person_photo  # noqa: E402
 
 #: Ticks per second of /proc/<pid>/stat CPU times.
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -57,6 +57,34 @@ def cpu_seconds(pid: int) -> float:
     """User + system CPU seconds of process ``pid`` so far."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+class ProcessReceiver:
+    """The stand-in asset service as its own process (``devtools.asset_receiver``), so it
+    neither slows the load generator nor is slowed by it; it logs one line per upload."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.log = root / "receiver.log"
+        self.proc = None
+
+    def start(self) -> str:
+        port = procs.free_port()
+        self.proc = procs.start("devtools.asset_receiver", {}, "--port", str(port), "--out",
+                                str(self.root / "received"), "--secret", SECRET,
+                                log_path=self.log)
+        procs.wait_for(lambda: "receiver_listening" in self._text(), 30, what="the receiver")
+        return f"http://127.0.0.1:{port}/masks"
+
+    def _text(self) -> str:
+        return self.log.read_text() if self.log.exists() else ""
+
+    def delivered_job_ids(self) -> list[str]:
+        return [line.split('"job_id": "', 1)[1].split('"', 1)[0]
+                for line in self._text().splitlines() if '"masks_received"' in line]
+
+    def stop(self) -> None:
+        procs.stop(self.proc)
 
 
 class Form:
@@ -114,8 +142,9 @@ async def post_all(url: str, form: Form, job_ids: list[str], concurrency: int) -
 
 
 def start_service(root: Path, workers: int, delay: float, **env: str) -> ServiceTree:
-    tree = ServiceTree(root, workers=0, extra_env={"LOG_LEVEL": "WARNING",
-                                                   "HEARTBEAT_INTERVAL_S": "1.0", **env})
+    root.mkdir(parents=True, exist_ok=True)
+    tree = ServiceTree(root, workers=0, receiver=ProcessReceiver(root),
+                       extra_env={"LOG_LEVEL": "WARNING", "HEARTBEAT_INTERVAL_S": "1.0", **env})
     tree.start("broker")
     tree.start("uploader")
     tree.start("frontend")
@@ -146,22 +175,28 @@ def run_capacity(workers: int, jobs: int, concurrency: int, form: Form) -> dict[
             asyncio.run(post_all(tree.url, form, warm, concurrency))
             tree.wait_delivered(warm, timeout=120)
             j0, cpu0 = journal_figures(tree), cpu_seconds(broker_pid)
+            pids = {n: tree.procs[n].pid for n in ("frontend", "uploader")}
+            pids["receiver"] = tree.receiver.proc.pid
+            pids["load"] = os.getpid()
+            cpu_before = {n: cpu_seconds(p) for n, p in pids.items()}
             job_ids = [f"cap-{workers}-{i:05d}" for i in range(jobs)]
             first = time.monotonic()
             answers = asyncio.run(post_all(tree.url, form, job_ids, concurrency))
             accepted = [a for a in answers if a.status == 202]
             assert len(accepted) == jobs, sorted({a.status for a in answers})
-            tree.wait_delivered(job_ids, timeout=60 + jobs)
-            received = [r["received_mono"] for r in tree.receiver.uploads
-                        if r["job_id"] in set(job_ids)]
-            procs.wait_for(lambda: journal_figures(tree).get("fsyncs", 0) > j0.get("fsyncs", 0)
-                           and tree.stats().get("delivered", 0) >= jobs + len(warm),
+            wanted = set(job_ids)
+            procs.wait_for(lambda: wanted <= set(tree.receiver.delivered_job_ids()),
+                           60 + jobs, interval=0.02, what="every delivery")
+            delivered_at = time.monotonic()
+            procs.wait_for(lambda: tree.stats().get("delivered", 0) >= jobs + len(warm),
                            60, what="the broker to record every delivery")
             j1, cpu1 = journal_figures(tree), cpu_seconds(broker_pid)
+            cpu_after = {n: cpu_seconds(p) for n, p in pids.items()}
             accept_ms = [a.ms for a in accepted]
             return {
                 "accepted_per_s": jobs / (max(a.answered for a in accepted) - first),
-                "delivered_per_s": jobs / (max(received) - first),
+                "delivered_per_s": jobs / (delivered_at - first),
+                **{f"{n}_cpu_ms": (cpu_after[n] - cpu_before[n]) * 1000 / jobs for n in pids},
                 "fsyncs_per_job": (j1.get("fsyncs", 0) - j0.get("fsyncs", 0)) / jobs,
                 "records_per_job": (j1.get("records", 0) - j0.get("records", 0)) / jobs,
                 "broker_cpu_ms": (cpu1 - cpu0) * 1000 / jobs,
@@ -177,14 +212,21 @@ def run_burst(uploads: int, queue_max: int, delay: float, form: Form) -> dict[st
         tree = start_service(Path(tmp), 1, delay, QUEUE_MAX_SIZE=str(queue_max))
         try:
             job_ids = [f"burst-{i:04d}" for i in range(uploads)]
+            pids = {name: tree.procs[name].pid for name in ("frontend", "broker")}
+            cpu0 = {name: cpu_seconds(pid) for name, pid in pids.items()}
+            started = time.monotonic()
             answers = asyncio.run(post_all(tree.url, form, job_ids, uploads))
+            wall = time.monotonic() - started
+            cpu = {name: (cpu_seconds(pid) - cpu0[name]) * 1000 / uploads
+                   for name, pid in pids.items()}
             accepted = [a.ms for a in answers if a.status == 202]
             refused = [a.ms for a in answers if a.status == 503]
             other = len(answers) - len(accepted) - len(refused)
             return {"accepted": len(accepted), "refused": len(refused), "other": other,
                     "p50": percentile(accepted, 0.5), "p99": percentile(accepted, 0.99),
                     "max": max(accepted, default=0.0),
-                    "refused_p99": percentile(refused, 0.99)}
+                    "refused_p99": percentile(refused, 0.99), "wall_s": wall,
+                    "frontend_cpu_ms": cpu["frontend"], "broker_cpu_ms": cpu["broker"]}
         finally:
             tree.close()
 
@@ -212,12 +254,17 @@ def main() -> None:
                   f"{r['fsyncs_per_job']:>10.2f} {r['records_per_job']:>11.2f} "
                   f"{r['broker_cpu_ms']:>17.2f} {r['accept_p50']:>8.1f}ms {r['accept_p99']:>8.1f}ms",
                   flush=True)
+            print(f"{'':>7} CPU ms/job elsewhere: front end {r['frontend_cpu_ms']:.1f}, uploader "
+                  f"{r['uploader_cpu_ms']:.1f}, receiver {r['receiver_cpu_ms']:.1f}, "
+                  f"load generator {r['load_cpu_ms']:.1f}", flush=True)
     b = run_burst(args.burst, args.burst_queue, args.burst_delay, form)
     print(f"burst: {args.burst} uploads at once, queue limit {args.burst_queue}, one worker at "
           f"{args.burst_delay:g} s/job: {b['accepted']} accepted, {b['refused']} refused (503), "
           f"{b['other']} other")
     print(f"  accept latency of the accepted: p50 {b['p50']:.0f} ms, p99 {b['p99']:.0f} ms, "
           f"max {b['max']:.0f} ms; 503s answered within {b['refused_p99']:.0f} ms (p99)")
+    print(f"  all {args.burst} answered in {b['wall_s']:.2f} s; CPU per upload: front end "
+          f"{b['frontend_cpu_ms']:.1f} ms, broker {b['broker_cpu_ms']:.2f} ms")
 
 
 if __name__ == "__main__":
