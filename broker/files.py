@@ -30,10 +30,16 @@ class StorageError(Exception):
 
 
 class TempStorage:
-    """Reads photos and writes masks, strictly inside ``temp_folder``."""
+    """Reads photos and writes masks, strictly inside ``temp_folder``.
 
-    def __init__(self, temp_folder: Path) -> None:
+    With ``defer_deletes`` (the broker loop, whose journal group-commits), a photo
+    is only deleted by :meth:`run_deferred_deletes`, which the loop calls after the
+    journal records that allow the deletion are fsynced.
+    """
+
+    def __init__(self, temp_folder: Path, defer_deletes: bool = False) -> None:
         self.root = Path(os.path.realpath(temp_folder))
+        self._deferred: list[str] | None = [] if defer_deletes else None
 
     def owns(self, path: str) -> bool:
         """True when ``path`` is absolute and, symlinks resolved, inside TEMP_FOLDER."""
@@ -76,6 +82,20 @@ class TempStorage:
 
     def delete_input(self, path: str) -> None:
         """Remove a job's input photo (missing is fine; paths outside TEMP_FOLDER are refused)."""
+        if self._deferred is not None:
+            self._deferred.append(path)
+            return
+        self._unlink(path)
+
+    def run_deferred_deletes(self) -> None:
+        """Delete the photos :meth:`delete_input` was asked to delete since the last call."""
+        if not self._deferred:
+            return
+        todo, self._deferred = self._deferred, []
+        for path in todo:
+            self._unlink(path)
+
+    def _unlink(self, path: str) -> None:
         if not self.owns(path):
             event(log, "image_path_refused", logging.WARNING, path=path)
             return

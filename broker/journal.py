@@ -6,7 +6,12 @@ record is framed as::
     uint32 big-endian payload length | uint32 big-endian CRC-32 of payload | msgpack payload
 
 Every :meth:`Journal.append` writes one frame and fsyncs before returning, so
-a record the broker acted on is on disk. Replay reads frames in order and stops
+a record the broker acted on is on disk. With ``group_commit`` (the broker's
+loop), :meth:`Journal.append` only writes, and :meth:`Journal.sync` fsyncs every
+record written since the last sync at once: the loop calls it before it sends
+anything (a 202's ``accepted`` included) or deletes a photo, so what it tells
+others is as durable as before, at one fsync per loop turn instead of one per
+record. Replay reads frames in order and stops
 at the first incomplete or corrupt one (a crash mid-write leaves at most one
 torn frame at the end); that tail is logged and cut off.
 
@@ -90,8 +95,12 @@ def parse(data: bytes) -> tuple[list[dict[str, Any]], int, str | None]:
 class Journal:
     """The journal file: :meth:`open` (replay), :meth:`append`, :meth:`compact`."""
 
-    def __init__(self, directory: Path, compact_min_bytes: int = COMPACT_MIN_BYTES) -> None:
+    def __init__(self, directory: Path, compact_min_bytes: int = COMPACT_MIN_BYTES,
+                 group_commit: bool = False) -> None:
         self.directory = Path(directory)
+        self.group_commit = group_commit
+        self.unsynced = 0   #: records written since the last fsync (group commit only)
+        self.records = self.fsyncs = 0   #: cumulative since open, for the broker's stats
         self.path = self.directory / JOURNAL_NAME
         self.compact_min_bytes = compact_min_bytes
         self._fd: int | None = None
@@ -123,13 +132,15 @@ class Journal:
         return records
 
     def append(self, record: dict[str, Any]) -> None:
-        """Write one record and fsync it. Raises :class:`JournalError` (no partial record left)."""
+        """Write one record and fsync it (group commit: write only, see :meth:`sync`).
+        Raises :class:`JournalError` (no partial record left)."""
         if self._fd is None:
             raise JournalError("journal is not open")
         data = frame(record)
         try:
             write_all(self._fd, data)
-            os.fsync(self._fd)
+            if not self.group_commit:
+                self._fsync()
         except OSError as exc:
             try:
                 os.ftruncate(self._fd, self.size)
@@ -138,6 +149,34 @@ class Journal:
             raise JournalError(f"journal {self.path}: {exc.strerror or exc}") from None
         self.size += len(data)
         self._since_snapshot += len(data)
+        self.records += 1
+        if self.group_commit:
+            self.unsynced += 1
+
+    def sync(self) -> int:
+        """fsync the records written since the last sync; returns how many there were.
+
+        Raises :class:`JournalError`: then no one can tell which of them are on disk
+        (after a failed fsync the kernel may have dropped the dirty pages), so the
+        caller must not act on any of them (the broker stops; replay decides)."""
+        if not self.unsynced:
+            return 0
+        count = self.unsynced
+        try:
+            self._fsync()
+        except OSError as exc:
+            raise JournalError(f"journal {self.path}: fsync failed: {exc.strerror or exc}") from None
+        self.unsynced = 0
+        return count
+
+    def _fsync(self) -> None:
+        os.fsync(self._fd)
+        self.fsyncs += 1
+
+    def stats(self) -> dict[str, Any]:
+        """Figures for the broker's ``stats`` reply (cumulative since the broker started)."""
+        return {"records": self.records, "fsyncs": self.fsyncs, "bytes": self.size,
+                "group_commit": self.group_commit}
 
     @property
     def needs_compaction(self) -> bool:
@@ -158,6 +197,7 @@ class Journal:
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
         self.size = self._snapshot_bytes = len(data)
         self._since_snapshot = 0
+        self.unsynced = 0   # the snapshot holds everything, fsynced
         try:
             fsync_dir(self.directory)
         except OSError as exc:

@@ -5,6 +5,13 @@ hands them to the core with the current time, sends what the core returns,
 and calls :meth:`BrokerCore.tick` and :meth:`BrokerCore.heartbeats` every
 ``broker.heartbeat_interval_s``. Every decision lives in the core.
 
+Group commit: the journal only writes during a loop turn; before anything the
+turn produced is sent (an ``accepted`` reply, i.e. a 202, included) or any photo
+is deleted, one fsync makes every record of the turn durable (see
+:meth:`BrokerServer._flush`). A burst of N submits costs one fsync, not N. If that
+fsync fails, nothing of the turn is sent: the broker stops (exit 1) and the next
+start's replay decides which records exist.
+
 Signals: SIGTERM/SIGINT stop the loop (requests still waiting are answered
 ``error: shutting down``; every accepted job is already journalled), SIGHUP
 re-reads the CURVE allow-list directory.
@@ -51,7 +58,10 @@ class BrokerServer:
         self.settings = settings
         self.ctx = zmq.Context()
         self.auth = None
-        self.journal = Journal(settings.state_dir / "broker")
+        self.journal = Journal(settings.state_dir / "broker", group_commit=True)
+        self.storage = TempStorage(settings.temp_folder, defer_deletes=True)
+        self._outbox: list[Out] = []   #: produced this turn; sent once the journal is synced
+        self._failed = False           #: the journal could not be synced: stop, send nothing
         self._stop = False
         self._reload = False
         self.sockets: dict[str, zmq.Socket] = {}
@@ -62,8 +72,8 @@ class BrokerServer:
         """Replay the journal and bind. Raises JournalError, CurveError or ZMQError."""
         s = self.settings
         book, recovered = restore_book(self.journal, s.queue.remember_finished)
-        self.core = BrokerCore(s.queue, s.broker, book, self.journal.append,
-                               TempStorage(s.temp_folder), started_at=time.time())
+        self.core = BrokerCore(s.queue, s.broker, book, self.journal.append, self.storage,
+                               started_at=time.time(), journal_stats=self.journal.stats)
         event(log, "journal_replayed", queued=len(book.queue), recovered_in_flight=recovered,
               pending_handoff=len(book.pending), known_jobs=len(book.jobs))
         b = s.broker
@@ -127,11 +137,17 @@ class BrokerServer:
                 if sock in ready:
                     self._drain(channel, sock)
             if time.monotonic() >= next_beat:
-                self._send(self.core.heartbeats())
+                self._outbox.extend(self.core.heartbeats())
                 self._guarded(self.core.tick, time.time())
                 next_beat = time.monotonic() + interval
+            self._flush()
+            if self._failed:
+                break
             if self.journal.needs_compaction:
                 self._compact()
+        if self._failed:
+            self.close()
+            return 1
         self._shutdown()
         return 0
 
@@ -150,18 +166,35 @@ class BrokerServer:
             self._guarded(handler, frames[0], frames[1], time.time())
 
     def _guarded(self, func: Any, *args: Any) -> None:
-        """Run a core call and send its output; a bug is logged, never fatal."""
+        """Run a core call and queue its output for :meth:`_flush`; a bug is logged,
+        never fatal."""
         try:
             out = func(*args)
         except Exception:
             event(log, "internal_error", logging.ERROR, exc_info=True, call=func.__name__)
             return
-        self._send(out)
+        self._outbox.extend(out)
+
+    def _flush(self) -> None:
+        """Group commit: fsync the turn's journal records, then delete the photos they
+        allow deleting and send the turn's frames (what a failed send makes the core
+        do is committed and sent the same way)."""
+        while self._outbox or self.journal.unsynced:
+            try:
+                self.journal.sync()
+            except JournalError as exc:
+                event(log, "journal_sync_failed", logging.CRITICAL, error=str(exc),
+                      unsent=len(self._outbox),
+                      action="stopping without sending; the next start replays the journal")
+                self._outbox.clear()
+                self._failed = True
+                return
+            self.storage.run_deferred_deletes()
+            outs, self._outbox = self._outbox, []
+            self._send(outs)
 
     def _send(self, outs: list[Out]) -> None:
-        todo = list(outs)
-        while todo:
-            out = todo.pop(0)
+        for out in outs:
             try:
                 self.sockets[out.channel].send_multipart([out.peer, out.frame], zmq.NOBLOCK)
             except zmq.ZMQError as exc:
@@ -169,7 +202,7 @@ class BrokerServer:
                     event(log, "send_failed", logging.DEBUG, channel=out.channel, error=str(exc))
                     continue
                 try:
-                    todo.extend(self.core.undeliverable(out, time.time()))
+                    self._outbox.extend(self.core.undeliverable(out, time.time()))
                 except Exception:
                     event(log, "internal_error", logging.ERROR, exc_info=True, job_id=out.about)
 
@@ -196,6 +229,7 @@ class BrokerServer:
         """Answer requests still waiting (submits get ``shutting down``), then close."""
         self.core.stopping = True
         self._drain(FRONT, self.sockets[FRONT])
+        self._flush()
         event(log, "broker_stopping", queued=len(self.core.book.queue),
               in_flight=len(self.core.book.in_flight), pending_handoff=len(self.core.book.pending))
         self.close()

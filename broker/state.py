@@ -23,7 +23,8 @@ Rules kept here and nowhere else:
   rather than queued where nothing can run them; shorter gaps, such as a
   worker restart, refuse nothing.
 - **Durability**: an ``accept`` is journalled before it is applied, and a
-  journal failure refuses the job. Other records are applied even when the
+  journal failure refuses the job (the broker loop group-commits: nothing the
+  core returns is sent before its records are fsynced, see :mod:`broker.server`). Other records are applied even when the
   journal cannot be written (logged as an error): the worst a lost record
   can do after a crash is make a job run again.
 """
@@ -85,9 +86,11 @@ class BrokerCore(HandoffMixin):
     """The broker's state and decisions; see the module docstring."""
 
     def __init__(self, queue: QueueSettings, broker: BrokerSettings, book: JobBook,
-                 journal: Callable[[dict], None], storage: Storage, started_at: float) -> None:
+                 journal: Callable[[dict], None], storage: Storage, started_at: float,
+                 journal_stats: Callable[[], dict] | None = None) -> None:
         self.queue_cfg, self.broker_cfg = queue, broker
         self.book, self.journal, self.storage = book, journal, storage
+        self.journal_stats = journal_stats   #: the journal's own figures, for ``stats``
         self.started_at = started_at
         self.workers = WorkerRegistry()
         self.uploader: UploaderEntry | None = None
@@ -148,6 +151,8 @@ class BrokerCore(HandoffMixin):
                 self._emit(FRONT, peer, "job", req=req, record=record)
             elif kind == "stats":
                 self._emit(FRONT, peer, "stats", req=req, stats=self.stats(now))
+            elif kind == "room":
+                self._emit(FRONT, peer, "room", req=req, **self._room())
             else:
                 event(log, "invalid_frame", logging.WARNING, channel=FRONT,
                       error=f"unexpected message type {kind!r}")
@@ -190,6 +195,12 @@ class BrokerCore(HandoffMixin):
         event(log, "job_accepted", job_id=job["job_id"], user_id=job["user_id"],
               queue_size=len(self.book.queue))
         return self._submitted("accepted", "queued")
+
+    def _room(self) -> dict[str, Any]:
+        """Whether a submit now would find room in the queue (the ``room`` reply)."""
+        size = len(self.book.queue)
+        return {"open": not self.stopping and size < self.queue_cfg.max_size,
+                "queue_size": size, "queue_max": self.queue_cfg.max_size}
 
     def _submitted(self, outcome: str, state: str | None = None,
                    error: str | None = None) -> dict[str, Any]:

@@ -28,6 +28,8 @@ and survive broker restarts):
   first dispatch), ``end_to_end`` (accept to delivery), ``stage_<name>`` per worker
   stage (:data:`common.wire.STAGES`), and the uploader's ``upload`` (one HTTP attempt).
   They live in memory: a broker (or uploader) restart starts them afresh.
+- ``journal``: ``records`` and ``fsyncs`` written since the broker started (group
+  commit makes fsyncs fewer than records under load), ``bytes`` of the journal file.
 """
 
 from __future__ import annotations
@@ -74,4 +76,5 @@ def build_stats(core: "BrokerCore", now: float) -> dict[str, Any]:
         "dead_letters_held": core.uploader_spool.get("dead"),
         "timings": {**core.timings.snapshot(), **core.uploader_timings},
         "per_worker": {w.name: w.stats(now) for w in workers},
+        "journal": core.journal_stats() if core.journal_stats is not None else None,
     }

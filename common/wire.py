@@ -18,6 +18,9 @@ front end -> broker (each carries ``"req"``, echoed in the reply):
                  (no_worker and error carry "error": text)
     ``job``      {job_id}                    -> ``job`` {record: JobRecord | None}
     ``stats``    {}                          -> ``stats`` {stats: Stats}
+    ``room``     {}                          -> ``room`` {open, queue_size, queue_max}
+                 asked only while the last answer said the queue was full, so a burst's
+                 excess is refused before its photos are decoded and stored
 
 worker -> broker:
     ``ready``     {worker: WorkerInfo}        idle, wants one job
@@ -81,6 +84,7 @@ REQUIRED: dict[str, tuple[str, ...]] = {
     "submitted": ("req", "outcome"),
     "job": (),  # request {req, job_id}, reply {req, record}, or dispatch {job, image, deadline_s}
     "stats": ("req",),
+    "room": ("req",),
     "ready": (),
     "heartbeat": (),
     "result": ("job_id", "attempt", "masks"),

@@ -20,6 +20,7 @@ from frontend.app import http_server_options, make_app
 from frontend.broker_client import BrokerClient
 from frontend.inflight import InFlight
 from frontend.photo_store import PhotoStore
+from frontend.uploads import warm_up
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +40,7 @@ async def serve(settings: Settings) -> None:
     broker = BrokerClient(settings.broker.frontend_endpoint, server.broker_timeout_s)
     store = PhotoStore(settings.temp_folder)
     inflight = InFlight()
+    warm_up()
     app = make_app(server, broker, store, executor, inflight)
     http = HTTPServer(app, **http_server_options(server))
     broker.start()

@@ -102,21 +102,53 @@ class ProcessHandler(JsonHandler):
     async def _accept(self, form: ProcessForm) -> tuple[int, dict[str, Any]]:
         """Validate the photo, store it, submit the job: ``(status, body)`` or ApiError."""
         loop = asyncio.get_running_loop()
-        try:
-            fmt = await loop.run_in_executor(self.executor, check_photo, form.image,
-                                             self.server.max_image_pixels)
-        except PhotoError as exc:
-            raise photo_error(exc) from None
-        try:
-            path = await loop.run_in_executor(self.executor, self.store.write,
-                                              form.job_id, fmt, form.image)
-        except StorageError as exc:
-            event(log, "photo_store_failed", logging.ERROR, job_id=form.job_id, detail=str(exc))
-            status = 507 if exc.no_space else 503
-            raise ApiError(status, f"{exc}; retry later", kind="storage_unavailable",
-                           retry_after=errors.STORAGE_RETRY_AFTER_S) from None
+        path = None
+        for last_try in (False, True):
+            if self.broker.queue_full:
+                await self._check_room(form.job_id)
+            try:
+                # One pool task for both steps: with separate tasks, a burst queues every
+                # request's decode ahead of the first request's write, and even the jobs
+                # the queue has room for wait for the whole burst to be decoded.
+                path = await loop.run_in_executor(self.executor, self._check_and_store,
+                                                  form, not last_try)
+            except PhotoError as exc:
+                raise photo_error(exc) from None
+            except StorageError as exc:
+                event(log, "photo_store_failed", logging.ERROR, job_id=form.job_id,
+                      detail=str(exc))
+                status = 507 if exc.no_space else 503
+                raise ApiError(status, f"{exc}; retry later", kind="storage_unavailable",
+                               retry_after=errors.STORAGE_RETRY_AFTER_S) from None
+            if path is not None:
+                break
         job = wire.make_job(form.job_id, form.user_id, form.provider, str(path), time.time())
         return await self._submit(job, path)
+
+    async def _check_room(self, job_id: str) -> None:
+        """While the queue was full at the broker's last answer, ask again before the
+        photo is decoded and stored: in a burst, the excess is refused for the price
+        of one small round trip, so the jobs that fit are not kept waiting behind it."""
+        try:
+            room = await self.broker.room()
+        except BrokerUnavailable as exc:  # nothing was changed at the broker
+            raise ApiError(503, f"the job queue is unavailable: {exc}; retry later",
+                           kind="broker_timeout" if exc.timed_out else "broker_unreachable",
+                           retry_after=errors.BROKER_RETRY_AFTER_S) from None
+        if room.get("open") is False:
+            raise _refusal({"outcome": "queue_full", "queue_size": room.get("queue_size"),
+                            "queue_max": room.get("queue_max")})
+
+    def _check_and_store(self, form: ProcessForm, skip_if_full: bool) -> Any:
+        """Decode-check the photo, then store it durably (in the pool): its path.
+
+        With ``skip_if_full``, returns None at once, having done nothing, when the queue
+        was reported full while this task waited for a thread (the caller asks the broker
+        for room first). Raises PhotoError or StorageError."""
+        if skip_if_full and self.broker.queue_full:
+            return None
+        fmt = check_photo(form.image, self.server.max_image_pixels)
+        return self.store.write(form.job_id, fmt, form.image)
 
     async def _submit(self, job: dict[str, Any], path: Any) -> tuple[int, dict[str, Any]]:
         job_id = job["job_id"]

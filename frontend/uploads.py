@@ -106,6 +106,19 @@ def check_photo(data: bytes, max_pixels: int) -> str:
     return fmt
 
 
+def warm_up() -> None:
+    """Decode a tiny JPEG and PNG once, so that Pillow's plugins and the decoding paths
+    are loaded at start-up rather than inside the first requests (under a burst after a
+    restart, that first-use cost would delay every one of them)."""
+    from io import BytesIO
+
+    from PIL import Image
+    for fmt in ("JPEG", "PNG"):
+        buf = BytesIO()
+        Image.new("RGB", (32, 32), (90, 120, 150)).save(buf, fmt)
+        check_photo(buf.getvalue(), 32 * 32)
+
+
 def photo_error(exc: PhotoError) -> ApiError:
     """The API's answer to a photo that was refused."""
     reason = {413: "too_many_pixels", 415: "unsupported_format"}.get(exc.status, "undecodable_image")

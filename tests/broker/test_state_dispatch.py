@@ -25,6 +25,21 @@ def test_duplicate_job_id_is_not_queued_twice_and_reports_current_state():
     assert [r["op"] for r in h.journal.records] == ["accept", "dispatch"]
 
 
+def test_room_answers_whether_a_submit_would_fit_and_changes_nothing():
+    h = Harness(max_size=2)
+    ask = lambda: reply(h.core.handle_front(b"fe", wire.encode("room", req=3), h.now), FRONT)  # noqa: E731
+    assert ask() == {"v": 1, "type": "room", "req": 3, "open": True, "queue_size": 0,
+                     "queue_max": 2}
+    h.submit("a")
+    h.submit("b")
+    records = len(h.journal.records)
+    assert (ask()["open"], ask()["queue_size"]) == (False, 2)
+    assert len(h.journal.records) == records
+    h.core.stopping = True
+    h.worker("w1")              # one job leaves the queue, but a stopping broker takes none
+    assert ask()["open"] is False
+
+
 def test_queue_full_refuses_without_journalling():
     h = Harness(max_size=2)
     outcomes = [h.submit(f"j{i}")["outcome"] for i in range(3)]

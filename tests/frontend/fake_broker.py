@@ -103,6 +103,9 @@ class FakeBroker:
             return wire.encode("stats", req=msg["req"], stats=self.stats)
         if msg["type"] == "job":
             return wire.encode("job", req=msg["req"], record=self.jobs.get(msg["job_id"]))
+        if msg["type"] == "room":
+            return wire.encode("room", req=msg["req"], open=self.outcome != "queue_full",
+                               queue_size=len(self.jobs), queue_max=100)
         job = msg["job"]
         known = self.jobs.get(job["job_id"])
         outcome = forced or self.outcome

@@ -6,6 +6,7 @@ import errno
 import os
 import socket
 import stat
+import threading
 from unittest import mock
 
 from common import files
@@ -210,6 +211,41 @@ class BrokerOutcomeTest(FrontendTestCase):
         self.assertEqual(self.incoming(), [])
         [rejected] = self.capture.named("job_rejected")
         self.assertEqual((rejected["status"], rejected["reason"]), (503, "no_worker"))
+
+    def test_while_the_queue_is_full_the_broker_is_asked_before_the_photo_is_decoded(self):
+        self.fake.outcome = "queue_full"
+        self.assert_error(self.post_form(forms.process_parts(photos.jpeg())), 503)
+        # Known full: the next upload costs one "room" question, no decode, no file, no submit.
+        response = self.post_form(forms.process_parts(photos.jpeg(), job_id="job-2"))
+        body = self.assert_error(response, 503)
+        self.assertIn("the queue is full", body["error"])
+        self.assertEqual(response.headers["Retry-After"], "10")
+        self.assertEqual([m["type"] for m in self.fake.received], ["submit", "room"])
+        self.assertEqual(self.incoming(), [])
+        # Room again: the upload goes the whole way, and is not asked about again after.
+        self.fake.outcome = "auto"
+        self.assertEqual(self.post_form(forms.process_parts(photos.jpeg(), job_id="job-3")).code, 202)
+        self.assertEqual(self.post_form(forms.process_parts(photos.jpeg(), job_id="job-4")).code, 202)
+        self.assertEqual([m["type"] for m in self.fake.received],
+                         ["submit", "room", "room", "submit", "submit"])
+
+    def test_a_photo_waiting_for_a_thread_is_not_decoded_once_the_queue_is_full(self):
+        gate = threading.Event()
+        for _ in range(2):                  # both photo threads busy
+            self.executor.submit(gate.wait, 10)
+        pending = self.http_client.fetch(
+            self.get_url("/process"), method="POST",
+            body=forms.body(*forms.process_parts(photos.jpeg())),
+            headers={"Content-Type": forms.content_type()}, raise_error=False)
+        self.wait_until(lambda: self.executor._work_queue.qsize() == 1)
+        # Meanwhile another request learnt that the queue is full.
+        self.fake.outcome = "queue_full"
+        self.broker.queue_full = True
+        gate.set()
+        response = self.io_loop.run_sync(lambda: pending)
+        self.assertIn("the queue is full", self.assert_error(response, 503)["error"])
+        self.assertEqual([m["type"] for m in self.fake.received], ["room"])
+        self.assertEqual(self.incoming(), [])
 
     def test_broker_error_outcome_is_503(self):
         self.fake.outcome = "error"

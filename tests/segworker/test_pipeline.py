@@ -118,7 +118,7 @@ def test_process_photo_reports_its_stage_times_under_the_wire_names():
     from common.wire import STAGES
     from segworker.pipeline import reported_stages
     seg = Segmentation(upper=box(10, 10, 60, 40), lower=box(70, 10, 40, 40),
-                       timings_ms={"pose": 2.0, "selfie": 1.5, "postprocess": 0.5})
+                       timings_ms={"person": 2.0, "forward": 1.5, "postprocess": 0.5})
     out = process_photo(ScriptedEngine(seg), photo(), PLAIN, False)
     stages = reported_stages(out.timings_ms)
     assert set(stages) == {"forward", "postprocess", "refine", "encode"} <= set(STAGES)
