@@ -115,11 +115,13 @@ class ModelCache:
             (tmp / META).write_text(json.dumps(meta, indent=1, sort_keys=True))
             for p in tmp.iterdir():
                 os.chmod(p, 0o600)
-            if entry.exists():   # damaged (else lookup would have used it): replace it
-                shutil.rmtree(entry, ignore_errors=True)
+            if entry.exists() and self.lookup(key).path is not None:
+                shutil.rmtree(tmp, ignore_errors=True)   # another worker stored it meanwhile
+                return entry
+            shutil.rmtree(entry, ignore_errors=True)     # damaged: replace it
             try:
                 os.rename(tmp, entry)
-            except OSError:      # another worker stored it first: theirs is as good
+            except OSError:      # another worker renamed theirs in first: as good as ours
                 shutil.rmtree(tmp, ignore_errors=True)
             self._prune(keep=entry)
             return entry

@@ -19,6 +19,7 @@ import functools
 import hashlib
 import logging
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -81,9 +82,9 @@ class OpenVinoRunner:
 
         self.device, self.precision, self.input_size = torch.device("cpu"), precision, input_size
         self.threads = threads or torch.get_num_threads()
-        key = cache_key(model, input_size, precision, weights_sha256)
+        self.key = cache_key(model, input_size, precision, weights_sha256)
         started = time.perf_counter()
-        ov_model, self.facts = _load_or_convert(ov, model, input_size, key, cache)
+        ov_model, self.facts = _load_or_convert(ov, model, input_size, self.key, cache)
         self.facts["threads"] = self.threads
         compiled = ov.Core().compile_model(ov_model, "CPU", {
             "INFERENCE_NUM_THREADS": self.threads,
@@ -174,7 +175,9 @@ def _convert(ov: Any, model: SchpNet, input_size: int, key: dict[str, Any]) -> t
           "first time (the result is cached)", **_brief(key))
     started = time.perf_counter()
     example = torch.zeros(1, 3, input_size, input_size)
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
+        # OpenVINO traces with TorchScript, which warns it is deprecated: not for operators.
+        warnings.simplefilter("ignore", DeprecationWarning)
         ov_model = ov.convert_model(model.eval().float(), example_input=example,
                                     input=[(1, 3, input_size, input_size)])
     seconds = round(time.perf_counter() - started, 2)
