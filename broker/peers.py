@@ -14,7 +14,8 @@ from typing import Any
 
 #: WorkerInfo fields the broker keeps (anything else a worker sends is dropped).
 INFO_FIELDS = ("id", "host", "pid", "index", "engine", "model_loaded", "device",
-               "inline_images", "busy", "job_id")
+               "inline_images", "busy", "job_id",
+               "precision", "backend", "precision_because", "backend_because")
 
 #: Longest accepted worker id, in characters.
 MAX_WORKER_ID = 200
@@ -54,6 +55,8 @@ class WorkerEntry:
         return {"jobs_done": self.jobs_done, "jobs_failed": self.jobs_failed,
                 "busy": self.busy, "job_id": self.job_id, "engine": self.info.get("engine"),
                 "model_loaded": self.info.get("model_loaded") is True,
+                **{k: self.info[k] for k in ("precision", "backend", "precision_because",
+                                             "backend_because") if k in self.info},
                 "host": self.info.get("host"), "pid": self.info.get("pid"),
                 "last_seen_age_s": round(max(0.0, now - self.last_seen), 3)}
 

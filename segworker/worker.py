@@ -168,6 +168,10 @@ class InferenceThread:
         return not self._thread.is_alive()
 
 
+#: Engine facts a worker reports in its WorkerInfo (strings; absent when the engine has none).
+RUNTIME_INFO = ("precision", "backend", "precision_because", "backend_because")
+
+
 class Worker:
     """The broker-facing loop. ``engine`` and ``process`` are injected (tests use fakes)."""
 
@@ -188,7 +192,10 @@ class Worker:
         self._backoff = self.interval   #: extra patience after a reconnect, doubled per loss
         self._broker_deadline = 0.0     #: monotonic time the broker must be heard from by
         self.sock: zmq.Socket | None = None
-        self._device = str(engine.describe().get("device", settings.workers.device))
+        facts = engine.describe()
+        self._device = str(facts.get("device", settings.workers.device))
+        #: How the engine runs and why (SCHP: precision, backend), for /health.
+        self._runtime = {k: str(facts[k]) for k in RUNTIME_INFO if facts.get(k) is not None}
 
     def _load_keys(self) -> tuple[bytes, bytes, bytes] | None:
         w = self.settings.workers
@@ -206,7 +213,8 @@ class Worker:
                 "index": self.index, "engine": self.engine.name, "model_loaded": True,
                 "device": self._device, "inline_images": self.settings.workers.inline_images,
                 "busy": self.current is not None,
-                "job_id": None if self.current is None else self.current["job_id"]}
+                "job_id": None if self.current is None else self.current["job_id"],
+                **self._runtime}
 
     def request_stop(self, *_: Any) -> None:
         """Stop taking work and leave (safe to call from a signal handler)."""
