@@ -74,6 +74,40 @@ def child_forward(args: argparse.Namespace) -> dict:
     return result
 
 
+def child_interleaved(args: argparse.Namespace) -> dict:
+    """All backends x precisions in one process, timed in alternation (round-robin),
+    so load from other processes falls on every variant alike: the fairest ratios on a
+    shared machine. Compiled variants come from the caches the cold runs filled."""
+    import torch
+
+    _set_threads(args.threads[0])
+    torch.manual_seed(0)
+    batch = _input(args.size)
+    runs = {}
+    for backend in args.backends:
+        for precision in PRECISIONS:
+            model = _random_model(SIZE_DATASET[args.size])
+            sub = argparse.Namespace(**{**vars(args), "backend": backend, "precision": precision,
+                                        "cache_dir": str(Path(args.cache_dir) / _cache_name(
+                                            backend, args.size, args.threads[0], precision))})
+            if backend == "inductor":
+                os.environ["TORCHINDUCTOR_CACHE_DIR"] = sub.cache_dir
+            run, _ = _build(sub, model, batch)
+            run(batch)
+            runs[f"{backend} {precision}"] = run
+    times: dict = {name: [] for name in runs}
+    for _ in range(args.warmup + args.reps):
+        for name, run in runs.items():
+            start = time.perf_counter()
+            run(batch)
+            times[name].append((time.perf_counter() - start) * 1000)
+    return {name: statistics.median(t[args.warmup:]) for name, t in times.items()}
+
+
+def _cache_name(backend: str, size: int, threads: int, precision: str) -> str:
+    return f"{backend}-{size}-{threads}-{precision}"
+
+
 def _build(args: argparse.Namespace, model, batch):
     """A callable batch -> logits for ``args.backend`` / ``args.precision``, and facts."""
     import torch
@@ -191,7 +225,7 @@ def measure(args: argparse.Namespace, size: int, threads: int, backend: str, pre
     common = ["--child", "forward", "--size", str(size), "--threads", str(threads),
               "--backend", backend, "--precision", precision, "--warmup", str(warmup),
               "--reps", str(reps)]
-    cache = scratch / f"{backend}-{size}-{threads}-{precision}"
+    cache = scratch / _cache_name(backend, size, threads, precision)
     extra, env = [], {}
     if backend == "openvino":
         extra = ["--cache-dir", str(cache)]
@@ -213,6 +247,9 @@ def main() -> None:
     if args.child == "post":
         print(json.dumps(child_post(args)))
         return
+    if args.child == "interleaved":
+        print(json.dumps(child_interleaved(args)))
+        return
     warmup, reps = (1, 3) if args.quick else (2, 6)
     sizes = [512] if args.quick and args.sizes is None else (args.sizes or [512, 473])
     print(f"SCHP forward, random weights, median of {reps} after {warmup} warm-up; each line "
@@ -232,6 +269,16 @@ def main() -> None:
                         if (backend, precision) == ("eager", "fp32") and "error" not in r:
                             base = r["median_ms"]
                         _print_forward(size, threads, backend, precision, r, base)
+        print(f"\nInterleaved, one process per input size and thread count: every variant "
+              f"timed in turn, {reps + 2} rounds after 1 warm-up (the fairest ratios here)")
+        print(f"{'input':>5} {'thr':>3} " + " ".join(f"{b + ' ' + p:>14}" for b in args.backends
+                                                   for p in PRECISIONS))
+        for size in sizes:
+            for threads in args.threads:
+                r = run_child("--child", "interleaved", "--size", str(size), "--threads",
+                              str(threads), "--backends", *args.backends, "--cache-dir",
+                              scratch, "--warmup", "1", "--reps", str(reps + 2))
+                _print_interleaved(size, threads, args.backends, r)
     r = run_child("--child", "post", "--reps", str(reps))
     print(f"\nPre/post-processing, {POST_PHOTO[0]}x{POST_PHOTO[1]} photo, 512 input, "
           "18 classes, 1 thread:")
@@ -259,13 +306,27 @@ def _print_forward(size: int, threads: int, backend: str, precision: str, r: dic
           f"{compile_s:>9} {r['ready_s']:>7.1f} {warm:>12}", flush=True)
 
 
+def _print_interleaved(size: int, threads: int, backends: list[str], r: dict) -> None:
+    if "error" in r:
+        print(f"{size:>5} {threads:>3}  failed: {r['error']}", flush=True)
+        return
+    base = r.get("eager fp32")
+    cells = []
+    for backend in backends:
+        for precision in PRECISIONS:
+            ms = r.get(f"{backend} {precision}")
+            ratio = f" ({ms / base:.2f}x)" if base and ms else ""
+            cells.append(f"{(f'{ms:.0f}' if ms else '-') + ratio:>14}")
+    print(f"{size:>5} {threads:>3} " + " ".join(cells), flush=True)
+
+
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="512 only, 1 warm-up + 3 timed passes")
     p.add_argument("--sizes", type=int, nargs="+", choices=[512, 473])
     p.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     p.add_argument("--backends", nargs="+", choices=BACKENDS, default=list(BACKENDS))
-    p.add_argument("--child", choices=["forward", "post"], help=argparse.SUPPRESS)
+    p.add_argument("--child", choices=["forward", "post", "interleaved"], help=argparse.SUPPRESS)
     p.add_argument("--size", type=int, default=512, help=argparse.SUPPRESS)
     p.add_argument("--backend", default="eager", help=argparse.SUPPRESS)
     p.add_argument("--precision", default="fp32", help=argparse.SUPPRESS)

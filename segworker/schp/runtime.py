@@ -91,6 +91,10 @@ class OpenVinoRunner:
             "INFERENCE_PRECISION_HINT": OV_PRECISION[precision],
             "PERFORMANCE_HINT": "LATENCY",
             "NUM_STREAMS": 1,
+            # The worker process is already pinned to its cores (segworker.affinity);
+            # OpenVINO's own pinning would tie its thread to one core of that set, or
+            # to a core another process is busy on, and run at half speed.
+            "ENABLE_CPU_PINNING": False,
         })
         self._request = compiled.create_infer_request()
         self.facts["ready_s"] = round(time.perf_counter() - started, 2)
