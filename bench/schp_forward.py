@@ -126,20 +126,22 @@ def _build(args: argparse.Namespace, model, batch):
 
 
 def _inductor(model, precision: str):
-    """torch.compile (inductor, freezing) of the module; bf16 casts weights and input
-    (oneDNN's AMX kernels want bf16 weights; autocast measured ~2x slower here)."""
+    """torch.compile (inductor, freezing) of the module; bf16 under autocast, as the
+    eager path does it (casting the module to bf16 fails in SCHP's fp32-only ops)."""
+    import contextlib
+
     import torch
     import torch._inductor.config as inductor_config
 
     inductor_config.freezing = True
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
-    model = model.to(dtype=dtype, memory_format=torch.channels_last)
+    model = model.to(memory_format=torch.channels_last)
     compiled = torch.compile(model)
 
     def run(batch):
-        with torch.no_grad():
-            x = batch.to(dtype).contiguous(memory_format=torch.channels_last)
-            return compiled(x).float()
+        autocast = (torch.autocast("cpu", dtype=torch.bfloat16) if precision == "bf16"
+                    else contextlib.nullcontext())
+        with torch.no_grad(), autocast:
+            return compiled(batch.contiguous(memory_format=torch.channels_last)).float()
 
     return _timed_first(run)
 

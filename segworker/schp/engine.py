@@ -3,8 +3,10 @@
 Per photo: preprocess (affine warp to the network's square input, BGR,
 normalise), one forward pass (two with the flip test), postprocess (upsample
 the fusion logits, warp them back to the photo, argmax), then the label sets
-of the configured dataset make the two masks. Torch thread counts are the
-calling process's business; this module never sets them.
+of the configured dataset make the two masks. Thread counts are the calling
+process's business (torch.set_num_threads; the OpenVINO backend follows it);
+this module never sets them. How the forward runs (precision, backend) is
+chosen by :func:`choose_runtime` from the rules in :mod:`segworker.schp.precision`.
 """
 
 from __future__ import annotations
@@ -123,8 +125,13 @@ class SchpEngine(Engine):
         if backend != "openvino" or self.device.type != "cpu":
             raise ValueError(f"backend {backend!r} cannot run on {self.device.type}")
         sha = self.checkpoint.sha256 if self.checkpoint else None
-        return OpenVinoRunner(model.cpu(), self.input_size, self.precision, cache=cache,
-                              weights_sha256=sha)
+        try:
+            return OpenVinoRunner(model.cpu(), self.input_size, self.precision, cache=cache,
+                                  weights_sha256=sha)
+        except (RuntimeError, MemoryError) as exc:  # conversion or compilation failed
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+            raise EngineLoadError(f"OpenVINO could not compile the SCHP network ({first}); "
+                                  "set SCHP_BACKEND=eager to run it in PyTorch") from None
 
     @property
     def backend(self) -> str:

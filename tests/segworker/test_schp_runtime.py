@@ -154,3 +154,15 @@ def test_a_worker_restart_from_settings_hits_the_cache_under_state_dir(tmp_path,
         assert second.describe()["cache_entry"] == facts["cache_entry"]
     finally:
         weights.unlink()
+
+
+def test_a_backend_that_cannot_compile_is_one_clear_start_up_error(net, monkeypatch):
+    from segworker.engine import EngineLoadError
+    from segworker.schp import engine as schp_engine
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("Exception from src/core/convert.cpp:42:\nunsupported op\nmore")
+    monkeypatch.setattr(schp_engine, "OpenVinoRunner", broken)
+    with pytest.raises(EngineLoadError, match=r"OpenVINO could not compile the SCHP network "
+                                              r"\(Exception from .*42:\); set SCHP_BACKEND=eager"):
+        SchpEngine(net, "atr", LABELS, input_size=SIDE, backend="openvino")
