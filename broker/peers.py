@@ -16,7 +16,8 @@ from common.histogram import valid_snapshot
 
 #: WorkerInfo fields the broker keeps (anything else a worker sends is dropped).
 INFO_FIELDS = ("id", "host", "pid", "index", "engine", "model_loaded", "device",
-               "inline_images", "busy", "job_id", "precision", "backend")
+               "inline_images", "busy", "job_id",
+               "precision", "backend", "precision_because", "backend_because")
 
 #: Uploader counters the broker keeps (anything else it sends is dropped).
 UPLOADER_COUNTERS = ("delivered", "retried", "dead_lettered", "attempts_2xx", "attempts_3xx",
@@ -60,7 +61,8 @@ class WorkerEntry:
         return {"jobs_done": self.jobs_done, "jobs_failed": self.jobs_failed,
                 "busy": self.busy, "job_id": self.job_id, "engine": self.info.get("engine"),
                 "model_loaded": self.info.get("model_loaded") is True,
-                "precision": self.info.get("precision"), "backend": self.info.get("backend"),
+                **{k: self.info[k] for k in ("precision", "backend", "precision_because",
+                                             "backend_because") if k in self.info},
                 "host": self.info.get("host"), "pid": self.info.get("pid"),
                 "last_seen_age_s": round(max(0.0, now - self.last_seen), 3)}
 

@@ -102,7 +102,9 @@ class SchpSettings:
     weights: str | None = None
     dataset: str = "auto"
     flip: bool = False
-    bf16: bool = False
+    precision: str = "auto"
+    backend: str = "auto"
+    bf16: bool | None = None   #: deprecated (SCHP_BF16): true = bf16, false = fp32
     labels: Mapping[str, LabelSet] = field(default_factory=dict)
 
 
@@ -209,6 +211,8 @@ ENV_OVERRIDES: dict[str, str] = {
     "PARSER_WEIGHTS": "segmentation.parser.weights",
     "SCHP_DATASET": "segmentation.schp.dataset",
     "SCHP_FLIP": "segmentation.schp.flip",
+    "SCHP_PRECISION": "segmentation.schp.precision",
+    "SCHP_BACKEND": "segmentation.schp.backend",
     "SCHP_BF16": "segmentation.schp.bf16",
     "MASK_ASSET_URL": "upload.url",
     "MASK_COMPONENT_SECRET": "upload.secret",
@@ -223,6 +227,8 @@ CONFIG_PATH_ENV = "SCHP_CONFIG_PATH"
 _ENGINES = ("auto", "parser", "schp")
 _DEVICES = ("auto", "cpu", "cuda")
 _DATASETS = ("auto", "atr", "lip", "pascal")
+_PRECISIONS = ("auto", "fp32", "bf16")
+_BACKENDS = ("auto", "openvino", "eager")
 _LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
@@ -436,6 +442,15 @@ def _validate(s: Settings) -> None:
            f"must be one of {', '.join(_ENGINES)}, got {seg.engine!r}")
     _check(seg.schp.dataset in _DATASETS, "segmentation.schp.dataset (SCHP_DATASET)",
            f"must be one of {', '.join(_DATASETS)}, got {seg.schp.dataset!r}")
+    _check(seg.schp.precision in _PRECISIONS, "segmentation.schp.precision (SCHP_PRECISION)",
+           f"must be one of {', '.join(_PRECISIONS)}, got {seg.schp.precision!r}")
+    _check(seg.schp.backend in _BACKENDS, "segmentation.schp.backend (SCHP_BACKEND)",
+           f"must be one of {', '.join(_BACKENDS)}, got {seg.schp.backend!r}")
+    old = seg.schp.bf16
+    _check(old is None or seg.schp.precision in ("auto", "bf16" if old else "fp32"),
+           "segmentation.schp.bf16 (SCHP_BF16)",
+           f"is {str(old).lower()} but segmentation.schp.precision (SCHP_PRECISION) is "
+           f"{seg.schp.precision}; SCHP_BF16 is deprecated: unset it and keep SCHP_PRECISION")
     for ds in ("atr", "lip", "pascal"):
         _check(ds in seg.schp.labels, f"segmentation.schp.labels.{ds}", "is missing")
     _check(0 <= seg.refine.min_speck_fraction < 1, "segmentation.refine.min_speck_fraction",

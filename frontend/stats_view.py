@@ -9,11 +9,16 @@ passes it through (/stats) and reads only these facts from it (/health):
   ``model_loaded`` (bool), ``engine`` (str) and ``alive`` (bool, default true);
 - ``segmentation_ready`` / ``engine``: used as given when the broker sets them;
 - ``uploader_alive``: False makes /health ``degraded`` (absent counts as alive).
+- ``precision``, ``backend`` and their ``*_because`` (SCHP workers): passed on from the
+  first worker with a loaded model that reports them.
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+#: Worker facts /health repeats when a worker reports them: how the engine runs, and why.
+RUNTIME_KEYS = ("precision", "backend", "precision_because", "backend_because")
 
 #: Keys GET /stats always carries (null when the broker's stats lack one).
 STATS_KEYS = ("queue_max", "queue_current", "workers", "jobs_processed", "uptime_sec")
@@ -49,6 +54,7 @@ def health_body(stats: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         "segmentation_ready": ready and alive > 0,
         "engine": stats.get("engine") or _engine_of(infos),
         "workers": alive,
+        **_runtime_of(infos),
     }
     if problems:
         body["detail"] = "; ".join(problems)
@@ -79,6 +85,16 @@ def alive_workers(stats: dict[str, Any], infos: list[dict[str, Any]]) -> int:
     if isinstance(count, int) and not isinstance(count, bool):
         return max(count, 0)
     return sum(1 for info in infos if info.get("alive", True) is not False)
+
+
+def _runtime_of(infos: list[dict[str, Any]]) -> dict[str, str]:
+    """Precision/backend facts of the first loaded worker that has them (else none)."""
+    ranked = sorted(infos, key=lambda info: info.get("model_loaded") is not True)
+    for info in ranked:
+        facts = {k: info[k] for k in RUNTIME_KEYS if isinstance(info.get(k), str)}
+        if facts:
+            return facts
+    return {}
 
 
 def _engine_of(infos: list[dict[str, Any]]) -> str | None:

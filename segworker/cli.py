@@ -6,7 +6,8 @@
 Writes ``upper_body_mask.png``, ``lower_body_mask.png`` and ``overlay.png``
 (upper in green, lower in magenta, over the photo) to DIR, plus ``seg_map.png``
 with ``--seg-map``. With several photos, each one's files go to ``DIR/<name>/``
-and the engine is loaded once. Prints the engine, why it was chosen, and milliseconds per stage.
+and the engine is loaded once. Prints the engine, why it was chosen, its precision
+and backend (SCHP) and why, and milliseconds per stage.
 Configuration comes from ``common.config.load_settings`` (config.yaml and the
 environment: SCHP_WEIGHTS, SEGMENTATION_ENGINE, ...); ``--engine`` overrides
 ``segmentation.engine``.
@@ -61,6 +62,7 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(EXIT_ENGINE, f"engine cannot start: {exc}")
     load_ms = _ms(started)
     print(f"engine: {engine.name} ({engine.selected_because})")
+    _print_runtime(engine.describe())
     out = Path(args.out)
     status = 0
     for photo in args.photo:
@@ -102,6 +104,13 @@ def _run(settings: Settings, engine: Engine, photo: Path, out: Path, seg_map: bo
         return _fail(EXIT_BAD_PHOTO, f"cannot write to {out}: {exc.strerror or exc}")
     _report(out, files, timings)
     return 0
+
+
+def _print_runtime(facts: dict) -> None:
+    """How the engine runs (SCHP: precision and backend) and why, when it says."""
+    for key in ("precision", "backend"):
+        if facts.get(key):
+            print(f"{key}: {facts[key]} ({facts.get(key + '_because', 'engine default')})")
 
 
 def overlay(rgb: np.ndarray, upper: np.ndarray, lower: np.ndarray) -> np.ndarray:

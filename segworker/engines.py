@@ -24,6 +24,9 @@ from segworker.engine import Engine, EngineLoadError
 
 log = logging.getLogger(__name__)
 
+#: Facts of describe() that engine_selected repeats: how the engine runs, and why.
+RUNTIME_FACTS = ("precision", "backend", "precision_because", "backend_because")
+
 
 def build_engine(settings: Settings) -> Engine:
     """Load the engine the settings select; raises :class:`EngineLoadError`
@@ -42,8 +45,9 @@ def build_engine(settings: Settings) -> Engine:
     started = time.perf_counter()
     engine = LOADERS[choice](settings, reason)
     engine.selected_because = reason
+    runtime = {k: v for k, v in engine.describe().items() if k in RUNTIME_FACTS}
     event(log, "engine_selected", engine=engine.name, selected_because=reason,
-          load_ms=round((time.perf_counter() - started) * 1000, 1))
+          load_ms=round((time.perf_counter() - started) * 1000, 1), **runtime)
     return engine
 
 

@@ -173,6 +173,10 @@ class InferenceThread:
         return not self._thread.is_alive()
 
 
+#: Engine facts a worker reports in its WorkerInfo (strings; absent when the engine has none).
+RUNTIME_INFO = ("precision", "backend", "precision_because", "backend_because")
+
+
 class Worker:
     """The broker-facing loop. ``engine`` and ``process`` are injected (tests use fakes)."""
 
@@ -195,9 +199,10 @@ class Worker:
         self.sock: zmq.Socket | None = None
         facts = engine.describe()
         self._device = str(facts.get("device", settings.workers.device))
-        # for /metrics' info metric; engines that do not say run fp32 on the default backend
-        self._precision = str(facts.get("precision") or ("bf16" if facts.get("bf16") else "fp32"))
-        self._backend = str(facts.get("backend") or "default")
+        #: How the engine runs and why (SCHP: precision, backend), for /health and
+        #: /metrics' info metric; engines that do not say run fp32 on the default backend.
+        self._runtime = {"precision": "bf16" if facts.get("bf16") else "fp32", "backend": "default"}
+        self._runtime.update({k: str(facts[k]) for k in RUNTIME_INFO if facts.get(k) is not None})
 
     def _load_keys(self) -> tuple[bytes, bytes, bytes] | None:
         w = self.settings.workers
@@ -214,9 +219,9 @@ class Worker:
         return {"id": self.name, "host": socket.gethostname(), "pid": os.getpid(),
                 "index": self.index, "engine": self.engine.name, "model_loaded": True,
                 "device": self._device, "inline_images": self.settings.workers.inline_images,
-                "precision": self._precision, "backend": self._backend,
                 "busy": self.current is not None,
-                "job_id": None if self.current is None else self.current["job_id"]}
+                "job_id": None if self.current is None else self.current["job_id"],
+                **self._runtime}
 
     def request_stop(self, *_: Any) -> None:
         """Stop taking work and leave (safe to call from a signal handler)."""

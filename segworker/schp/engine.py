@@ -3,16 +3,16 @@
 Per photo: preprocess (affine warp to the network's square input, BGR,
 normalise), one forward pass (two with the flip test), postprocess (upsample
 the fusion logits, warp them back to the photo, argmax), then the label sets
-of the configured dataset make the two masks. Torch thread counts are the
-calling process's business; this module never sets them.
+of the configured dataset make the two masks. Thread counts are the calling
+process's business (torch.set_num_threads; the OpenVINO backend follows it);
+this module never sets them. How the forward runs (precision, backend) is
+chosen by :func:`choose_runtime` from the rules in :mod:`segworker.schp.precision`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
-from typing import Iterator
 
 import numpy as np
 import torch
@@ -23,10 +23,17 @@ from segworker.engine import Engine, EngineLoadError, NoPersonError, Segmentatio
 from segworker.masks import label_masks, voc_palette
 from segworker.schp.checkpoint import CheckpointInfo, load_model
 from segworker.schp.datasets import DATASETS, flip_permutation
+from segworker.schp.model_cache import ModelCache
 from segworker.schp.network import SchpNet
+from segworker.schp.precision import Choice, choose_backend, choose_precision, cpu_flags, \
+    requested_precision
+from segworker.schp.runtime import EagerRunner, OpenVinoRunner
 from segworker.schp.transforms import postprocess, preprocess
 
 log = logging.getLogger(__name__)
+
+#: Folder under STATE_DIR for converted models (see segworker.schp.model_cache).
+CACHE_SUBDIR = "schp/compiled"
 
 
 def choose_device(requested: str) -> torch.device:
@@ -44,57 +51,116 @@ def choose_device(requested: str) -> torch.device:
     return torch.device("cuda" if available else "cpu")
 
 
+def choose_runtime(precision: str, bf16: bool | None, backend: str,
+                   device: torch.device) -> tuple[Choice, Choice]:
+    """The precision and backend for these settings on ``device`` (logged, with
+    why); raises :class:`EngineLoadError` when the backend cannot run here."""
+    requested, deprecation = requested_precision(precision, bf16)
+    if deprecation:
+        event(log, "setting_deprecated", logging.WARNING, setting="SCHP_BF16",
+              message=deprecation)
+    capability = torch.cuda.get_device_capability(device) if device.type == "cuda" else None
+    chosen = choose_precision(requested, device.type, cpu_flags=cpu_flags(),
+                              cuda_capability=capability)
+    if deprecation:
+        chosen = Choice(chosen.value, f"SCHP_BF16={'true' if bf16 else 'false'} (deprecated)"
+                        if precision == "auto" else chosen.because)
+    try:
+        runs_on = choose_backend(backend, device.type, _openvino_importable())
+    except ValueError as exc:
+        raise EngineLoadError(str(exc)) from None
+    return chosen, runs_on
+
+
+def _openvino_importable() -> bool:
+    try:
+        import openvino  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 class SchpEngine(Engine):
-    """A loaded SCHP network plus its dataset's label sets.
+    """A loaded SCHP network on a backend, plus its dataset's label sets.
 
     ``input_size`` defaults to the dataset's (512 ATR/Pascal, 473 LIP); tests
     pass a small one. ``flip`` averages with a mirrored pass (left/right
-    channels swapped). ``bf16`` runs the forward under bfloat16 autocast
-    (faster on CPUs with bf16 support; labels differ slightly from fp32).
+    channels swapped). ``precision`` is ``fp32`` or ``bf16`` (bf16 is faster
+    on devices with bf16 matrix units; labels differ slightly from fp32).
+    ``backend`` is ``eager`` (the PyTorch module) or ``openvino`` (a compiled
+    CPU graph, cached in ``cache`` when given). ``because`` holds the reasons
+    for the precision and backend (:meth:`from_settings` fills it).
     """
 
     name = "schp"
 
     def __init__(self, model: SchpNet, dataset: str, labels: LabelSet, *,
-                 device: str | torch.device = "cpu", flip: bool = False, bf16: bool = False,
+                 device: str | torch.device = "cpu", flip: bool = False,
+                 precision: str = "fp32", backend: str = "eager",
                  input_size: int | None = None, channels_last: bool = True,
-                 checkpoint: CheckpointInfo | None = None) -> None:
+                 checkpoint: CheckpointInfo | None = None, cache: ModelCache | None = None,
+                 because: dict[str, str] | None = None) -> None:
         info = DATASETS[dataset]
         if model.num_classes != info.num_classes:
             raise EngineLoadError(f"SCHP network has {model.num_classes} classes; "
                                   f"{dataset} needs {info.num_classes}")
+        if precision not in ("fp32", "bf16"):
+            raise ValueError(f"precision must be fp32 or bf16, got {precision!r}")
         self.device = torch.device(device)
-        self.channels_last = channels_last
-        memory_format = torch.channels_last if channels_last else torch.contiguous_format
-        self.model = model.eval().to(self.device, memory_format=memory_format)
         self.dataset = dataset
         self.labels = labels
         self.flip = flip
-        self.bf16 = bf16
+        self.precision = precision
         self.input_size = input_size or info.input_size
         self.checkpoint = checkpoint
+        self.because = dict(because or {})
+        self.runner = self._runner(model, backend, channels_last, cache)
         self._flip_order = flip_permutation(dataset)
         self._palette = voc_palette()
+
+    def _runner(self, model: SchpNet, backend: str, channels_last: bool,
+                cache: ModelCache | None) -> EagerRunner | OpenVinoRunner:
+        if backend == "eager":
+            return EagerRunner(model, self.device, self.precision, channels_last)
+        if backend != "openvino" or self.device.type != "cpu":
+            raise ValueError(f"backend {backend!r} cannot run on {self.device.type}")
+        sha = self.checkpoint.sha256 if self.checkpoint else None
+        try:
+            return OpenVinoRunner(model.cpu(), self.input_size, self.precision, cache=cache,
+                                  weights_sha256=sha)
+        except (RuntimeError, MemoryError) as exc:  # conversion or compilation failed
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+            raise EngineLoadError(f"OpenVINO could not compile the SCHP network ({first}); "
+                                  "set SCHP_BACKEND=eager to run it in PyTorch") from None
+
+    @property
+    def backend(self) -> str:
+        return self.runner.backend
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SchpEngine:
         """Load the weights named by ``segmentation.schp.weights`` (SCHP_WEIGHTS)
-        onto the device of ``workers.device``. Raises :class:`EngineLoadError`
-        with the whole story when that cannot be done."""
+        onto the device of ``workers.device``, at the precision and on the backend
+        the settings select. Raises :class:`EngineLoadError` with the whole story
+        when that cannot be done."""
         schp = settings.segmentation.schp
         if not schp.weights:
             raise EngineLoadError("SCHP weights are not configured: set SCHP_WEIGHTS or "
                                   "segmentation.schp.weights to an official SCHP checkpoint "
                                   "(see docs/schp.md)")
         device = choose_device(settings.workers.device)
+        precision, backend = choose_runtime(schp.precision, schp.bf16, schp.backend, device)
         started = time.perf_counter()
         model, info = load_model(settings.resolve(schp.weights), schp.dataset, device)
         labels = schp.labels.get(info.dataset)
         if labels is None:
             raise EngineLoadError(f"segmentation.schp.labels.{info.dataset}: no label sets "
                                   f"for the {info.dataset} weights in {info.path}")
+        cache = ModelCache(settings.state_dir / CACHE_SUBDIR)
         engine = cls(model, info.dataset, labels, device=device, flip=schp.flip,
-                     bf16=schp.bf16, checkpoint=info)
+                     precision=precision.value, backend=backend.value, checkpoint=info,
+                     cache=cache, because={"precision_because": precision.because,
+                                           "backend_because": backend.because})
         event(log, "schp_engine_loaded", load_ms=_ms(started), **engine.describe())
         return engine
 
@@ -126,15 +192,10 @@ class SchpEngine(Engine):
     def logits(self, batch: torch.Tensor) -> torch.Tensor:
         """Fusion logits ``[C, h, w]`` (float32, on the engine's device) for one
         preprocessed image ``[1, 3, S, S]``, flip-averaged when enabled."""
-        batch = batch.to(self.device)
         if self.flip:
             batch = torch.cat([batch, batch.flip(-1)])
-        if self.channels_last:
-            batch = batch.contiguous(memory_format=torch.channels_last)
-        with torch.inference_mode(), self._autocast():
-            out = self.model(batch)
+        out = self.runner(batch)
         with torch.inference_mode():
-            out = out.float()
             logits = out[0]
             if self.flip:
                 mirrored = out[1][self._flip_order].flip(-1)
@@ -142,14 +203,6 @@ class SchpEngine(Engine):
             if self.device.type == "cuda":
                 torch.cuda.synchronize(self.device)
             return logits.contiguous()
-
-    @contextlib.contextmanager
-    def _autocast(self) -> Iterator[None]:
-        if not self.bf16:
-            yield
-            return
-        with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16):
-            yield
 
     def describe(self) -> dict:
         """Engine facts for /health and the start-up log."""
@@ -165,7 +218,10 @@ class SchpEngine(Engine):
             "release": info.release.file_name if info and info.release else None,
             "sha256": info.sha256 if info else None,
             "flip": self.flip,
-            "bf16": self.bf16,
+            "precision": self.precision,
+            "backend": self.backend,
+            **self.because,
+            **self.runner.facts,
         }
         if self.selected_because:
             facts["selected_because"] = self.selected_because

@@ -61,14 +61,20 @@ def _three_points(center: np.ndarray, side: np.float32) -> np.ndarray:
 def preprocess(rgb: np.ndarray, size: int) -> tuple[torch.Tensor, np.ndarray]:
     """Network input ``[1, 3, size, size]`` (normalised BGR) for an ``H x W x 3``
     uint8 RGB photo, and the inverse affine for :func:`postprocess`."""
+    bgr, inverse = warp_photo(rgb, size)
+    return normalise(bgr), inverse
+
+
+def warp_photo(rgb: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``size x size x 3`` uint8 **BGR** network input before normalisation
+    (what the reference dataset class yields), and the inverse affine."""
     height, width = rgb.shape[:2]
     forward, inverse = affine_matrices(width, height, size)
     warped = cv2.warpAffine(rgb, forward, (size, size), flags=cv2.INTER_LINEAR,
                             borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))
     # Warping is per channel, so swapping to BGR after the warp gives the same
     # pixels as warping a BGR photo, on far fewer pixels.
-    bgr = np.ascontiguousarray(warped[:, :, ::-1])
-    return normalise(bgr), inverse
+    return np.ascontiguousarray(warped[:, :, ::-1]), inverse
 
 
 def normalise(bgr: np.ndarray) -> torch.Tensor:

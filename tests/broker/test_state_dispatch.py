@@ -150,3 +150,15 @@ def test_segmentation_is_not_ready_without_a_loaded_model():
     assert h.stats()["segmentation_ready"] is False and h.stats()["engine"] is None
     h.worker("w1", model_loaded=False)
     assert h.stats()["segmentation_ready"] is False
+
+
+def test_stats_pass_on_how_each_worker_runs_its_engine():
+    h = Harness()
+    h.worker("w1", engine="schp", precision="bf16", backend="openvino",
+             precision_because="SCHP_PRECISION=auto and the CPU has bf16 matrix units (amx_bf16)",
+             backend_because="SCHP_BACKEND=auto and the device is cpu")
+    h.worker("w2")
+    per = h.stats()["per_worker"]
+    assert (per["w1"]["precision"], per["w1"]["backend"]) == ("bf16", "openvino")
+    assert per["w1"]["precision_because"].startswith("SCHP_PRECISION=auto")
+    assert "precision" not in per["w2"]  # pose workers have none

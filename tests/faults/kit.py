@@ -33,7 +33,10 @@ def save_schp_checkpoint(folder: Path) -> Path:
 def schp_env(weights: Path) -> dict[str, str]:
     """Environment for workers that run the SCHP engine on ``weights``, one thread each.
 
-    bf16 halves the forward pass (about 1 s here): still long enough to be caught
-    mid-forward, and it keeps the suite within its time budget."""
+    Eager bf16 (about 0.5-1 s a forward here): still long enough to be caught
+    mid-forward, and it keeps the suite within its time budget. Eager, not the
+    compiled OpenVINO graph: that is too fast to catch and converts at every start
+    (each test has a fresh STATE_DIR)."""
     return {"SEGMENTATION_ENGINE": "schp", "SCHP_WEIGHTS": str(weights), "SCHP_DATASET": "atr",
-            "WORKER_THREADS": "1", "SCHP_DEVICE": "cpu", "SCHP_BF16": "true"}
+            "WORKER_THREADS": "1", "SCHP_DEVICE": "cpu", "SCHP_PRECISION": "bf16",
+            "SCHP_BACKEND": "eager"}

@@ -60,3 +60,15 @@ def test_stats_body_keeps_extras_and_fills_required_keys():
 def test_worker_infos_ignores_junk():
     assert worker_infos({"workers": [1, "x", {"a": 1}]}) == [{"a": 1}]
     assert worker_infos({"workers": 3}) == []
+
+
+def test_health_says_how_schp_runs_and_why():
+    infos = [{"engine": "pose", "model_loaded": False, "precision": "fp32"},
+             {"engine": "schp", "model_loaded": True, "precision": "bf16", "backend": "openvino",
+              "precision_because": "SCHP_PRECISION=auto and the CPU has bf16 matrix units",
+              "backend_because": "SCHP_BACKEND=auto and the device is cpu"}]
+    body = health_body({"workers": 2, "per_worker": infos})[1]
+    assert (body["precision"], body["backend"]) == ("bf16", "openvino")
+    assert body["precision_because"].startswith("SCHP_PRECISION=auto")
+    assert body["backend_because"] == "SCHP_BACKEND=auto and the device is cpu"
+    assert "precision" not in health_body(default_stats())[1]  # engines without them

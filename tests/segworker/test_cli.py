@@ -134,3 +134,33 @@ def test_an_output_folder_that_cannot_be_written_exits_2_with_one_line(tmp_path,
     assert code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("segworker.cli: cannot write"), err
+
+
+def test_the_cli_says_which_precision_and_backend_run_and_why(tmp_path, monkeypatch, capsys):
+    import io as _io
+
+    from common.config import load_settings
+    from segworker import cli, engines
+    from segworker.engine import Engine, Segmentation
+
+    class Compiled(Engine):
+        name = "schp"
+        selected_because = "SEGMENTATION_ENGINE=schp"
+
+        def segment(self, rgb):
+            mask = np.zeros(rgb.shape[:2], bool)
+            mask[8:24, 8:24] = True
+            return Segmentation(upper=mask, lower=mask.copy())
+
+        def describe(self):
+            return {"engine": "schp", "precision": "bf16", "backend": "openvino",
+                    "precision_because": "SCHP_PRECISION=auto and the CPU has bf16 matrix units",
+                    "backend_because": "SCHP_BACKEND=auto and the device is cpu"}
+
+    monkeypatch.setattr(engines, "build_engine", lambda settings: Compiled())
+    buf = _io.BytesIO()
+    Image.new("RGB", (32, 32), (90, 90, 90)).save(buf, "PNG")
+    assert cli._run(load_settings(environ={}), buf.getvalue(), tmp_path / "out", False) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert "precision: bf16 (SCHP_PRECISION=auto and the CPU has bf16 matrix units)" in out
+    assert "backend: openvino (SCHP_BACKEND=auto and the device is cpu)" in out

@@ -20,7 +20,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def settings(**env: str):
-    return load_settings(environ={"SCHP_DEVICE": "cpu", **env})
+    # Eager: selection is what these tests are about; the compiled backend has its own.
+    return load_settings(environ={"SCHP_DEVICE": "cpu", "SCHP_BACKEND": "eager", **env})
 
 
 @pytest.fixture(scope="module")
@@ -92,9 +93,15 @@ def test_auto_with_valid_weights_selects_schp(build, weights):
     assert engine.describe()["dataset"] == "atr"
 
 
-def test_schp_when_asked_with_valid_weights(build, weights):
-    engine = build(settings(SEGMENTATION_ENGINE="schp", SCHP_WEIGHTS=str(weights)))
+def test_schp_when_asked_with_valid_weights(build, weights, caplog):
+    caplog.set_level(logging.INFO, logger="segworker.engines")
+    engine = build(settings(SEGMENTATION_ENGINE="schp", SCHP_WEIGHTS=str(weights),
+                            SCHP_PRECISION="fp32"))
     assert engine.name == "schp" and engine.selected_because == "SEGMENTATION_ENGINE=schp"
+    logged = [r.fields for r in caplog.records if getattr(r, "event", "") == "engine_selected"]
+    assert logged[0]["precision"] == "fp32" and logged[0]["backend"] == "eager"
+    assert logged[0]["precision_because"] == "SCHP_PRECISION=fp32"
+    assert logged[0]["backend_because"] == "SCHP_BACKEND=eager"
 
 
 def test_auto_with_broken_weights_is_a_startup_error_not_a_fallback(tmp_path):

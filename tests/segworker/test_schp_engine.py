@@ -1,5 +1,6 @@
 """The SCHP engine: the Segmentation it returns, no-person detection, the flip
-test, bf16, device choice, and start-up from settings."""
+test, bf16, device choice, and start-up from settings (eager backend; the
+compiled backend is tested in test_schp_runtime.py)."""
 
 from __future__ import annotations
 
@@ -63,7 +64,7 @@ def weights_file(state, tmp_path_factory):
 
 
 def _settings(**env: str):
-    return load_settings(environ={"SCHP_DEVICE": "cpu", **env})
+    return load_settings(environ={"SCHP_DEVICE": "cpu", "SCHP_BACKEND": "eager", **env})
 
 
 def test_segment_returns_photo_sized_masks_from_the_label_sets(engine):
@@ -121,7 +122,7 @@ def test_flip_averages_with_the_mirrored_pass(net, batch):
 
 
 def test_bf16_autocast_runs_and_stays_close(net, engine, batch):
-    fast = SchpEngine(net, "atr", LABELS, input_size=SIDE, bf16=True)
+    fast = SchpEngine(net, "atr", LABELS, input_size=SIDE, precision="bf16")
     reduced, full = fast.logits(batch), engine.logits(batch)
     assert reduced.dtype == torch.float32 and reduced.shape == full.shape
     assert not torch.equal(reduced, full)  # bf16 really ran
@@ -165,7 +166,8 @@ def test_from_settings_needs_weights_and_a_device(monkeypatch, weights_file):
 
 def test_from_settings_loads_the_file_and_matches_the_in_memory_engine(weights_file, engine,
                                                                         batch):
-    loaded = SchpEngine.from_settings(_settings(SCHP_WEIGHTS=str(weights_file)))
+    loaded = SchpEngine.from_settings(_settings(SCHP_WEIGHTS=str(weights_file),
+                                                SCHP_PRECISION="fp32"))
     facts = loaded.describe()
     assert (facts["dataset"], facts["generation"], facts["input_size"]) == ("atr", "2020", 512)
     assert facts["weights"] == str(weights_file) and facts["known_release"] is False

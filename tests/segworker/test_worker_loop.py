@@ -133,3 +133,22 @@ def test_inline_worker_uses_the_bytes_and_reports_missing_ones(rig):
     rig.broker.send_job(peer, "b", path="/somewhere/else.png", image=None)
     _, failed = rig.broker.recv()
     assert (failed["reason"], failed["retryable"]) == ("image_missing", False)
+
+
+def test_worker_info_says_how_the_engine_runs():
+    class CompiledEngine(FakeEngine):
+        def describe(self) -> dict:
+            return {"engine": "fake", "device": "cpu", "precision": "bf16", "backend": "openvino",
+                    "precision_because": "SCHP_PRECISION=bf16", "backend_because": "x",
+                    "cache": "hit"}
+
+    ctx = zmq.Context()
+    try:
+        settings = worker_settings("tcp://127.0.0.1:1")
+        info = Worker(settings, CompiledEngine(), FakeProcess(), ctx=ctx).info()
+        assert (info["precision"], info["backend"]) == ("bf16", "openvino")
+        assert info["precision_because"] == "SCHP_PRECISION=bf16" and "cache" not in info
+        plain = Worker(settings, FakeEngine(), FakeProcess(), ctx=ctx).info()
+        assert "precision" not in plain and "backend" not in plain
+    finally:
+        ctx.destroy(linger=0)  # closes the workers' wake sockets too
