@@ -1,6 +1,6 @@
 """Mask quality of an engine against a labelled folder: IoU per photo and mean.
 
-    venv/bin/python bench/quality.py --data DIR [--engine auto|parser|schp] [--limit N]
+    venv/bin/python bench/quality.py --data DIR [--engine auto|parser|schp|pose] [--limit N]
                                      [--overlays D] [--save-dir D] [--types FILE]
                                      [--threads N] [--config PATH] [--no-refine]
 
@@ -203,7 +203,7 @@ def _save(folder: Path, stem: str, rgb: np.ndarray, pred: dict[str, np.ndarray])
 def main() -> int:
     parser = argparse.ArgumentParser(description="Score an engine's masks against a labelled folder.")
     parser.add_argument("--data", required=True, help="labelled folder (images/, masks/)")
-    parser.add_argument("--engine", choices=("auto", "parser", "schp"),
+    parser.add_argument("--engine", choices=("auto", "parser", "schp", "pose"),
                         help="override segmentation.engine")
     parser.add_argument("--overlays", help="write photo | prediction | reference PNGs here")
     parser.add_argument("--types", help="JSON {type: [stems]} for per-type means "

@@ -224,7 +224,7 @@ ENV_OVERRIDES: dict[str, str] = {
 #: Environment variable naming the config file (the seed's name for it).
 CONFIG_PATH_ENV = "SCHP_CONFIG_PATH"
 
-_ENGINES = ("auto", "parser", "schp")
+_ENGINES = ("auto", "parser", "schp", "pose")
 _DEVICES = ("auto", "cpu", "cuda")
 _DATASETS = ("auto", "atr", "lip", "pascal")
 _PRECISIONS = ("auto", "fp32", "bf16")

@@ -1,7 +1,7 @@
 """Masks for one photo from the command line, with the same settings as the service.
 
     python -m segworker.cli PHOTO [PHOTO ...] --out DIR [--seg-map]
-                            [--engine auto|parser|schp] [--config PATH]
+                            [--engine auto|parser|schp|pose] [--config PATH]
 
 Writes ``upper_body_mask.png``, ``lower_body_mask.png`` and ``overlay.png``
 (upper in green, lower in magenta, over the photo) to DIR, plus ``seg_map.png``
@@ -54,29 +54,47 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         return _fail(EXIT_CONFIG, f"configuration error: {exc}")
     setup_logging("segworker-cli", settings.logging.level)
-    from segworker.engines import build_engine
-    started = time.perf_counter()
-    try:
-        engine = build_engine(settings)
-    except EngineLoadError as exc:
-        return _fail(EXIT_ENGINE, f"engine cannot start: {exc}")
-    load_ms = _ms(started)
-    print(f"engine: {engine.name} ({engine.selected_because})")
-    _print_runtime(engine.describe())
+    loader = _EngineLoader(settings)
     out = Path(args.out)
     status = 0
     for photo in args.photo:
         folder = out / Path(photo).stem if len(args.photo) > 1 else out
         if len(args.photo) > 1:
             print(f"photo: {photo}")
-        code = _run(settings, engine, Path(photo), folder, args.seg_map, {"engine_load": load_ms})
+        code = _run(settings, loader, Path(photo), folder, args.seg_map)
+        if code == EXIT_ENGINE:
+            return code
         status = status or code
-        load_ms = 0.0
     return status
 
 
-def _run(settings: Settings, engine: Engine, photo: Path, out: Path, seg_map: bool,
-         timings: dict[str, float]) -> int:
+class _EngineLoader:
+    """Builds the engine once, on the first photo that decodes (a bad photo is
+    reported before the engine's start-up output), and remembers how long it took."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.engine: Engine | None = None
+        self.load_ms = 0.0
+
+    def get(self) -> Engine:
+        """The engine; raises EngineLoadError when it cannot start."""
+        if self.engine is None:
+            from segworker.engines import build_engine
+            started = time.perf_counter()
+            self.engine = build_engine(self.settings)
+            self.load_ms = _ms(started)
+            print(f"engine: {self.engine.name} ({self.engine.selected_because})")
+            _print_runtime(self.engine.describe())
+        return self.engine
+
+    def take_load_ms(self) -> float:
+        """The load time, once (0 for the photos after the first)."""
+        load_ms, self.load_ms = self.load_ms, 0.0
+        return load_ms
+
+
+def _run(settings: Settings, loader: _EngineLoader, photo: Path, out: Path, seg_map: bool) -> int:
     from segworker.pipeline import encode_masks, segment_photo
 
     try:
@@ -88,7 +106,12 @@ def _run(settings: Settings, engine: Engine, photo: Path, out: Path, seg_map: bo
         rgb = decode_rgb(data, settings.server.max_image_pixels)
     except PhotoError as exc:
         return _fail(EXIT_BAD_PHOTO, f"bad photo: {exc}")
-    timings = {"decode": _ms(started), **timings}
+    decode_ms = _ms(started)
+    try:
+        engine = loader.get()
+    except EngineLoadError as exc:
+        return _fail(EXIT_ENGINE, f"engine cannot start: {exc}")
+    timings = {"decode": decode_ms, "engine_load": loader.take_load_ms()}
     try:
         masks = segment_photo(engine, rgb, settings.segmentation.refine)
     except NoPersonError as exc:
@@ -102,7 +125,7 @@ def _run(settings: Settings, engine: Engine, photo: Path, out: Path, seg_map: bo
         Image.fromarray(overlay(rgb, masks.upper, masks.lower)).save(out / OVERLAY_NAME)
     except OSError as exc:
         return _fail(EXIT_BAD_PHOTO, f"cannot write to {out}: {exc.strerror or exc}")
-    _report(out, files, timings)
+    _report(out, files, seg_map, timings)
     return 0
 
 
@@ -126,9 +149,11 @@ def overlay(rgb: np.ndarray, upper: np.ndarray, lower: np.ndarray) -> np.ndarray
     return (rgb * (1 - alpha) + tint * alpha).round().astype(np.uint8)
 
 
-def _report(out: Path, files: dict[str, bytes], timings: dict[str, float]) -> None:
+def _report(out: Path, files: dict[str, bytes], seg_map: bool, timings: dict[str, float]) -> None:
     written = [f"{name}.png" for name in (UPPER, LOWER, SEG_MAP) if name in files]
     print(f"wrote: {', '.join(written + [OVERLAY_NAME])} in {out}")
+    if seg_map and SEG_MAP not in files:
+        print("seg_map: not available (the pose engine has no labels; use the parser or SCHP)")
     stages = "  ".join(f"{stage}={ms:.1f}" for stage, ms in timings.items())
     print(f"timings_ms: {stages}  total={sum(timings.values()):.1f}")
 
@@ -148,7 +173,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", required=True, help="folder for the masks and the preview")
     parser.add_argument("--seg-map", action="store_true",
                         help="also write seg_map.png (engines with labels only)")
-    parser.add_argument("--engine", choices=("auto", "parser", "schp"),
+    parser.add_argument("--engine", choices=("auto", "parser", "schp", "pose"),
                         help="override segmentation.engine (SEGMENTATION_ENGINE)")
     parser.add_argument("--config", help="config file (default: $SCHP_CONFIG_PATH or config.yaml)")
     return parser

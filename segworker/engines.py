@@ -1,8 +1,10 @@
-"""Engine selection: ``segmentation.engine`` (SEGMENTATION_ENGINE) = auto | parser | schp.
+"""Engine selection: ``segmentation.engine`` (SEGMENTATION_ENGINE) = auto | parser | schp | pose.
 
 - ``parser``: the garment parser (:mod:`segworker.parser`), trained weights shipped
   with the project; ``segmentation.parser.weights`` (PARSER_WEIGHTS) may name others.
 - ``schp``: the SCHP engine; its weights must be configured and must load.
+- ``pose``: the MediaPipe pose engine (:mod:`segworker.pose`), hand-written rules,
+  no weights file; chosen only when asked for.
 - ``auto``: SCHP when ``segmentation.schp.weights`` (SCHP_WEIGHTS) is set,
   otherwise the parser. Configured weights that do not load are a start-up
   error, never a silent fall-back: an operator who set SCHP_WEIGHTS expects
@@ -51,6 +53,11 @@ def build_engine(settings: Settings) -> Engine:
     return engine
 
 
+def _load_pose(settings: Settings, reason: str) -> Engine:
+    from segworker.pose import PoseEngine  # mediapipe only, no torch
+    return PoseEngine()
+
+
 def _load_parser(settings: Settings, reason: str) -> Engine:
     from segworker.parser.engine import ParserEngine  # torch only when the parser is chosen
     try:
@@ -78,4 +85,4 @@ def _load_schp(settings: Settings, reason: str) -> Engine:
 
 #: Engine name -> loader(settings, reason the engine was chosen).
 LOADERS: dict[str, Callable[[Settings, str], Engine]] = {
-    "parser": _load_parser, "schp": _load_schp}
+    "parser": _load_parser, "schp": _load_schp, "pose": _load_pose}

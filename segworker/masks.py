@@ -1,6 +1,6 @@
 """Label maps to masks, and masks / label maps to PNG bytes.
 
-Engine-neutral helpers shared by the SCHP engine, the parser engine and the
+Engine-neutral helpers shared by the SCHP, parser and pose engines and the
 worker: pure numpy for the mask maths, Pillow for PNG encoding.
 """
 

@@ -199,10 +199,9 @@ class Worker:
         self.sock: zmq.Socket | None = None
         facts = engine.describe()
         self._device = str(facts.get("device", settings.workers.device))
-        #: How the engine runs and why (SCHP: precision, backend), for /health and
-        #: /metrics' info metric; engines that do not say run fp32 on the default backend.
-        self._runtime = {"precision": "bf16" if facts.get("bf16") else "fp32", "backend": "default"}
-        self._runtime.update({k: str(facts[k]) for k in RUNTIME_INFO if facts.get(k) is not None})
+        #: How the engine runs and why (precision, backend), for /health and /metrics'
+        #: info metric; only what the engine says (the pose engine runs no torch).
+        self._runtime = {k: str(facts[k]) for k in RUNTIME_INFO if facts.get(k) is not None}
 
     def _load_keys(self) -> tuple[bytes, bytes, bytes] | None:
         w = self.settings.workers

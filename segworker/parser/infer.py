@@ -36,28 +36,25 @@ def network_input(rgb: np.ndarray, prob: np.ndarray, matrix: np.ndarray) -> np.n
     return np.concatenate([planes.transpose(2, 0, 1), person[None]], axis=0)
 
 
-def forward(net: torch.nn.Module, inputs: np.ndarray, flip: bool = False) -> np.ndarray:
-    """``C x h x w`` float32 logits for one ``4 x H x W`` input; with ``flip``,
-    averaged with the logits of the mirrored input (the classes have no left
-    or right, so the mirror image's logits mirror back unchanged)."""
+def forward(net: torch.nn.Module, inputs: np.ndarray) -> np.ndarray:
+    """``C x h x w`` float32 logits for one ``4 x H x W`` input.
+
+    (A flip test, averaging with the mirrored input's logits, was measured on
+    the development set: +0.005 upper, -0.005 lower IoU for 2.3 times the
+    forward time, so there is none.)"""
     x = torch.from_numpy(np.ascontiguousarray(inputs))[None]
-    if flip:
-        x = torch.cat([x, x.flip(-1)])
     x = x.contiguous(memory_format=torch.channels_last)
     with torch.inference_mode():
-        logits = net(x).float()
-        if flip:
-            return ((logits[0] + logits[1].flip(-1)) / 2).numpy()
-        return logits[0].numpy()
+        return net(x)[0].float().numpy()
 
 
-def parse(net: torch.nn.Module, rgb: np.ndarray, prob: np.ndarray, flip: bool = False) -> np.ndarray:
+def parse(net: torch.nn.Module, rgb: np.ndarray, prob: np.ndarray) -> np.ndarray:
     """``H x W`` uint8 parser class ids for an RGB photo and its person
     probability (all background when the person model saw nobody)."""
     matrix = photo_matrix(prob)
     if matrix is None:
         return np.zeros(rgb.shape[:2], np.uint8)
-    logits = resolve_one_piece(forward(net, network_input(rgb, prob, matrix), flip))
+    logits = resolve_one_piece(forward(net, network_input(rgb, prob, matrix)))
     return crop.labels_in_photo(logits, matrix, rgb.shape[0], rgb.shape[1])
 
 

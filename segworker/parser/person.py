@@ -1,11 +1,19 @@
-"""Where the person is: the MediaPipe selfie model's person probability.
+"""Whether there is a person, and where: MediaPipe models from the wheel.
 
-The general selfie-segmentation model ships inside the ``mediapipe`` wheel
-(nothing is downloaded) and takes about 10-20 ms on one core. Its soft mask
-does two jobs for the parser: it places the crop the network sees
-(:func:`person_box`), and it is the network's fourth input channel, since 900
-training photos cannot teach a network from scratch what a person looks like
-but can teach it where a skirt ends.
+All ship inside the ``mediapipe`` wheel (nothing is downloaded):
+
+- the general selfie-segmentation model (about 10 ms on one core) gives a soft
+  person mask that places the crop the network sees (:func:`person_box`) and is
+  the network's fourth input channel: 900 training photos cannot teach a
+  network from scratch what a person looks like, but can teach it where a
+  skirt ends;
+- it, and the network, also take a cat or a coffee cup for a person (neither
+  ever saw a photo without one). So :meth:`PersonFinder.sees_person` asks
+  detectors that know people, cheapest first: the short-range face detector
+  (close-ups, about 2 ms), the full-range one (people further away, about
+  6 ms), then BlazePose landmarks on the whole photo and on the person crop
+  (faces hidden, turned away or cut off; about 50 ms each). Any of them
+  finding someone is enough.
 """
 
 from __future__ import annotations
@@ -34,24 +42,52 @@ class PersonFinder:
         try:
             import mediapipe as mp  # heavy import, only where the parser runs
             self._selfie = mp.solutions.selfie_segmentation.SelfieSegmentation(model_selection=0)
+            faces = mp.solutions.face_detection.FaceDetection
+            self._faces = (faces(model_selection=0), faces(model_selection=1))
+            # complexity 1 is the only BlazePose whose weights ship in the wheel
+            self._pose = mp.solutions.pose.Pose(static_image_mode=True, model_complexity=1,
+                                                enable_segmentation=False)
         except Exception as exc:  # ImportError, or a RuntimeError from graph set-up
             raise EngineLoadError(f"parser engine: MediaPipe could not start ({exc})") from None
 
     def close(self) -> None:
-        """Free the MediaPipe graph."""
+        """Free the MediaPipe graphs."""
         self._selfie.close()
+        self._pose.close()
+        for detector in self._faces:
+            detector.close()
+
+    def sees_person(self, rgb: np.ndarray, box: tuple[int, int, int, int]) -> bool:
+        """True when a face detector or BlazePose finds a person in ``rgb``, or
+        BlazePose in the crop around ``box`` (a small figure, seen larger)."""
+        small = _model_copy(rgb)
+        if any(face.process(small).detections for face in self._faces):
+            return True
+        if self._pose.process(small).pose_landmarks is not None:
+            return True
+        x0, y0, x1, y1 = box
+        mx, my = (x1 - x0) // 4, (y1 - y0) // 4
+        around = rgb[max(0, y0 - my):y1 + my, max(0, x0 - mx):x1 + mx]
+        return self._pose.process(_model_copy(around)).pose_landmarks is not None
 
     def probability(self, rgb: np.ndarray) -> np.ndarray:
         """``H x W`` float32 person probability (0-1) at ``rgb``'s size."""
         h, w = rgb.shape[:2]
-        scale = min(1.0, MODEL_SIDE / max(h, w))
-        small = rgb if scale >= 1.0 else cv2.resize(
-            rgb, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
-        prob = self._selfie.process(np.ascontiguousarray(small)).segmentation_mask
+        prob = self._selfie.process(_model_copy(rgb)).segmentation_mask
         prob = np.asarray(prob, dtype=np.float32)
         if prob.shape != (h, w):
             prob = cv2.resize(prob, (w, h), interpolation=cv2.INTER_LINEAR)
         return np.clip(prob, 0.0, 1.0)
+
+
+def _model_copy(rgb: np.ndarray) -> np.ndarray:
+    """``rgb`` shrunk to at most :data:`MODEL_SIDE` pixels across, contiguous."""
+    h, w = rgb.shape[:2]
+    scale = min(1.0, MODEL_SIDE / max(h, w))
+    if scale >= 1.0:
+        return np.ascontiguousarray(rgb)
+    return cv2.resize(rgb, (max(1, round(w * scale)), max(1, round(h * scale))),
+                      interpolation=cv2.INTER_AREA)
 
 
 def person_box(prob: np.ndarray) -> tuple[int, int, int, int] | None:

@@ -130,16 +130,15 @@ def test_an_output_folder_that_cannot_be_written_exits_2_with_one_line(tmp_path,
     blocker.write_text("x")
     photo = tmp_path / "photo.png"
     photo.write_bytes(buf.getvalue())
-    code = cli._run(load_settings(environ={}), Fake(), photo, blocker / "out", False, {})
+    loader = cli._EngineLoader(load_settings(environ={}))
+    loader.engine = Fake()
+    code = cli._run(load_settings(environ={}), loader, photo, blocker / "out", False)
     assert code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("segworker.cli: cannot write"), err
 
 
 def test_the_cli_says_which_precision_and_backend_run_and_why(tmp_path, monkeypatch, capsys):
-    import io as _io
-
-    from common.config import load_settings
     from segworker import cli, engines
     from segworker.engine import Engine, Segmentation
 
@@ -158,9 +157,9 @@ def test_the_cli_says_which_precision_and_backend_run_and_why(tmp_path, monkeypa
                     "backend_because": "SCHP_BACKEND=auto and the device is cpu"}
 
     monkeypatch.setattr(engines, "build_engine", lambda settings: Compiled())
-    buf = _io.BytesIO()
-    Image.new("RGB", (32, 32), (90, 90, 90)).save(buf, "PNG")
-    assert cli._run(load_settings(environ={}), buf.getvalue(), tmp_path / "out", False) == 0
+    photo = tmp_path / "grey.png"
+    Image.new("RGB", (32, 32), (90, 90, 90)).save(photo)
+    assert cli.main([str(photo), "--out", str(tmp_path / "out")]) == 0
     out = capsys.readouterr().out.splitlines()
     assert "precision: bf16 (SCHP_PRECISION=auto and the CPU has bf16 matrix units)" in out
     assert "backend: openvino (SCHP_BACKEND=auto and the device is cpu)" in out

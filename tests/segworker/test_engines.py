@@ -1,4 +1,4 @@
-"""Engine selection: SEGMENTATION_ENGINE = auto | parser | schp, and SCHP_WEIGHTS."""
+"""Engine selection: SEGMENTATION_ENGINE = auto | parser | schp | pose, and SCHP_WEIGHTS."""
 
 from __future__ import annotations
 
@@ -147,7 +147,6 @@ def test_an_unknown_engine_name_is_a_startup_error():
         build_engine(s)
 
 
-def test_the_removed_pose_engine_is_a_configuration_error():
-    from common.config import ConfigError
-    with pytest.raises(ConfigError, match="SEGMENTATION_ENGINE.*auto, parser, schp.*'pose'"):
-        settings(SEGMENTATION_ENGINE="pose")
+def test_pose_when_asked_does_not_touch_the_weights(build, tmp_path):
+    engine = build(settings(SEGMENTATION_ENGINE="pose", SCHP_WEIGHTS=str(tmp_path / "missing.pth")))
+    assert engine.name == "pose" and engine.selected_because == "SEGMENTATION_ENGINE=pose"
