@@ -109,11 +109,8 @@ def run(args: argparse.Namespace) -> int:
 def torch_threads(count: int) -> None:
     """Run every engine at ``count`` threads (torch and OpenCV), as a worker does."""
     import cv2
+    import torch
     cv2.setNumThreads(count)
-    try:
-        import torch
-    except ImportError:
-        return
     torch.set_num_threads(count)
 
 

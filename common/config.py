@@ -130,6 +130,17 @@ class SegmentationSettings:
     parser: ParserSettings = field(default_factory=ParserSettings)
     refine: RefineSettings = field(default_factory=RefineSettings)
 
+    def chosen_engine(self) -> tuple[str, str]:
+        """``(engine name, why)``: the selection rule, in one place for the workers
+        and the start-up checks. ``auto`` is SCHP when its weights are configured,
+        otherwise the parser; any other value names the engine itself."""
+        if self.engine != "auto":
+            return self.engine, f"SEGMENTATION_ENGINE={self.engine}"
+        if self.schp.weights:
+            return "schp", ("SEGMENTATION_ENGINE=auto and SCHP weights are configured "
+                            f"({self.schp.weights})")
+        return "parser", "SEGMENTATION_ENGINE=auto and no SCHP weights configured"
+
 
 @dataclass(frozen=True)
 class UploadSettings:

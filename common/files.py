@@ -9,6 +9,8 @@ the directory entry were fsync'ed before the function returned, so a crash
 
 from __future__ import annotations
 
+import hashlib
+
 import os
 import secrets
 from pathlib import Path
@@ -98,3 +100,16 @@ def is_under(path: Path, root: Path) -> bool:
         return resolved != root.resolve() and resolved.is_relative_to(root.resolve())
     except (OSError, RuntimeError):
         return False
+
+
+#: Bytes read at a time when hashing a file.
+HASH_CHUNK = 1 << 20
+
+
+def file_sha256(path: Path) -> str:
+    """Hex SHA-256 of a file, read in chunks (weights files are hundreds of MB)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(HASH_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()

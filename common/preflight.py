@@ -59,14 +59,13 @@ def check_upload(settings: Settings) -> None:
 def check_weights(settings: Settings) -> None:
     """The SCHP weights file, when the workers will use one: it exists, is readable,
     and starts like a torch checkpoint holding SCHP's layers."""
-    seg = settings.segmentation
-    weights = seg.schp.weights
-    if seg.engine == "schp" and not weights:
+    weights = settings.segmentation.schp.weights
+    if settings.segmentation.chosen_engine()[0] != "schp":
+        return
+    if not weights:
         raise ConfigError("SCHP_WEIGHTS (segmentation.schp.weights) is not set but "
                           "SEGMENTATION_ENGINE=schp needs it: point it at an official SCHP "
                           "checkpoint (docs/schp.md), or use SEGMENTATION_ENGINE=auto")
-    if not weights or seg.engine not in ("auto", "schp"):
-        return
     path = settings.resolve(weights)
     where = f"SCHP_WEIGHTS (segmentation.schp.weights) {path}"
     if not path.is_file():
@@ -81,9 +80,8 @@ def check_parser_weights(settings: Settings) -> None:
     """A configured parser weights file (PARSER_WEIGHTS) and its ``.sha256``, when
     the workers will run the parser. The shipped file, and the SHA-256 of any
     file, are checked by the workers as they load it."""
-    seg = settings.segmentation
-    path = settings.resolve(seg.parser.weights)
-    if path is None or seg.engine == "schp" or (seg.engine == "auto" and seg.schp.weights):
+    path = settings.resolve(settings.segmentation.parser.weights)
+    if path is None or settings.segmentation.chosen_engine()[0] != "parser":
         return
     for needed in (path, Path(f"{path}.sha256")):
         if not needed.is_file():

@@ -33,15 +33,8 @@ RUNTIME_FACTS = ("precision", "backend", "precision_because", "backend_because")
 def build_engine(settings: Settings) -> Engine:
     """Load the engine the settings select; raises :class:`EngineLoadError`
     (with a message naming the setting and the problem) when it cannot start."""
-    choice = settings.segmentation.engine
-    weights = settings.segmentation.schp.weights
-    if choice in LOADERS:
-        reason = f"SEGMENTATION_ENGINE={choice}"
-    elif choice == "auto":
-        reason = (f"SEGMENTATION_ENGINE=auto and SCHP weights are configured ({weights})"
-                  if weights else "SEGMENTATION_ENGINE=auto and no SCHP weights configured")
-        choice = "schp" if weights else "parser"
-    else:
+    choice, reason = settings.segmentation.chosen_engine()
+    if choice not in LOADERS:
         raise EngineLoadError(f"segmentation.engine (SEGMENTATION_ENGINE): unknown engine "
                               f"{choice!r}; use auto, {', '.join(LOADERS)}")
     started = time.perf_counter()

@@ -57,6 +57,12 @@ def crop_matrix(cx: float, cy: float, w: float, h: float, angle_deg: float = 0.0
     return (to_input @ m @ centre)[:2]
 
 
+def box_matrix(box: tuple[float, float, float, float]) -> np.ndarray:
+    """Photo-to-input affine for a person ``box`` (x0, y0, x1, y1): :func:`fit_box`
+    with the default margin, then :func:`crop_matrix`."""
+    return crop_matrix(*fit_box(box))
+
+
 def crop_image(image: np.ndarray, matrix: np.ndarray, interpolation: int = cv2.INTER_LINEAR,
                border: float | tuple[float, ...] = 0) -> np.ndarray:
     """``image`` (H x W or H x W x C) resampled into the input frame."""

@@ -17,6 +17,7 @@ from PIL import Image
 from common.config import LabelSet, RefineSettings
 from segworker.masks import label_masks
 from segworker.parser.infer import parse
+from segworker.parser.person_cache import person_probabilities
 from segworker.refine import refine
 from segworker.scoring import PARTS, load_reference, photo_paths, score_part
 
@@ -26,7 +27,6 @@ class DevSet:
 
     def __init__(self, folder: Path, cache: Path, labels: LabelSet,
                  refine_settings: RefineSettings) -> None:
-        from segworker.parser.train import person_probabilities  # shared cache
         self.labels, self.refine = labels, refine_settings
         found = photo_paths(folder)
         probs = person_probabilities(folder, [stem for stem, _ in found], cache,

@@ -25,7 +25,7 @@ from segworker.parser import crop, weights
 from segworker.parser.classes import CLASS_NAMES
 from segworker.parser.infer import forward, network_input, resolve_one_piece
 from segworker.parser.network import ParserNet, fuse_batch_norms
-from segworker.parser.person import PersonFinder, person_box
+from segworker.parser.person import PersonFinder
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +67,7 @@ class ParserEngine(Engine):
         """Masks for one upright ``H x W x 3`` uint8 RGB photo.
 
         Raises :class:`NoPersonError` when the person models see nobody
-        (:meth:`PersonFinder.sees_person`), or the network labels every pixel
+        (:meth:`PersonFinder.locate`), or the network labels every pixel
         as background.
         """
         if not (isinstance(rgb, np.ndarray) and rgb.dtype == np.uint8 and rgb.ndim == 3
@@ -75,12 +75,12 @@ class ParserEngine(Engine):
             raise ValueError("segment() needs an H x W x 3 uint8 RGB array")
         height, width = rgb.shape[:2]
         t0 = time.perf_counter()
-        prob = self._finder.probability(rgb)
-        box = person_box(prob)
-        if box is None or not self._finder.sees_person(rgb, box):
+        found = self._finder.locate(rgb)
+        if found is None:
             raise NoPersonError("no person found in the photo")
+        prob, box = found
         t1 = time.perf_counter()
-        matrix = crop.crop_matrix(*crop.fit_box(box))
+        matrix = crop.box_matrix(box)
         inputs = network_input(rgb, prob, matrix)
         t2 = time.perf_counter()
         logits = resolve_one_piece(forward(self.net, inputs))

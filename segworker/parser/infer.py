@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from segworker.parser import crop
+from segworker.parser.classes import CLASS_NAMES
 from segworker.parser.person import person_box
 
 #: Per-channel RGB mean and standard deviation the network's input is normalised with.
@@ -22,9 +23,7 @@ def photo_matrix(prob: np.ndarray) -> np.ndarray | None:
     """Photo-to-input affine around the main person of a photo whose person
     probability is ``prob``, or None when the person model saw nobody."""
     box = person_box(prob)
-    if box is None:
-        return None
-    return crop.crop_matrix(*crop.fit_box(box))
+    return None if box is None else crop.box_matrix(box)
 
 
 def network_input(rgb: np.ndarray, prob: np.ndarray, matrix: np.ndarray) -> np.ndarray:
@@ -59,7 +58,8 @@ def parse(net: torch.nn.Module, rgb: np.ndarray, prob: np.ndarray) -> np.ndarray
 
 
 #: Class ids of the garments (upper, lower, one-piece) in the network's output.
-UPPER_ID, LOWER_ID, ONE_PIECE_ID = 1, 2, 3
+UPPER_ID, LOWER_ID, ONE_PIECE_ID = (CLASS_NAMES.index(n)
+                                    for n in ("upper_garment", "lower_garment", "one_piece"))
 
 
 def resolve_one_piece(logits: np.ndarray) -> np.ndarray:

@@ -57,10 +57,22 @@ class PersonFinder:
         for detector in self._faces:
             detector.close()
 
-    def sees_person(self, rgb: np.ndarray, box: tuple[int, int, int, int]) -> bool:
-        """True when a face detector or BlazePose finds a person in ``rgb``, or
-        BlazePose in the crop around ``box`` (a small figure, seen larger)."""
+    def locate(self, rgb: np.ndarray) -> tuple[np.ndarray, tuple[int, int, int, int]] | None:
+        """``(person probability, main person's box)`` for ``rgb``, or None when
+        the selfie model finds no region or no detector agrees it is a person
+        (:meth:`sees_person`). The models' shrunk copy is made once."""
         small = _model_copy(rgb)
+        prob = self._probability(small, rgb.shape[:2])
+        box = person_box(prob)
+        if box is None or not self.sees_person(small, rgb, box):
+            return None
+        return prob, box
+
+    def sees_person(self, small: np.ndarray, rgb: np.ndarray,
+                    box: tuple[int, int, int, int]) -> bool:
+        """True when a face detector or BlazePose finds a person in ``small`` (the
+        models' copy of ``rgb``), or BlazePose in the crop of ``rgb`` around ``box``
+        (a small figure, seen larger)."""
         if any(face.process(small).detections for face in self._faces):
             return True
         if self._pose.process(small).pose_landmarks is not None:
@@ -72,11 +84,12 @@ class PersonFinder:
 
     def probability(self, rgb: np.ndarray) -> np.ndarray:
         """``H x W`` float32 person probability (0-1) at ``rgb``'s size."""
-        h, w = rgb.shape[:2]
-        prob = self._selfie.process(_model_copy(rgb)).segmentation_mask
-        prob = np.asarray(prob, dtype=np.float32)
-        if prob.shape != (h, w):
-            prob = cv2.resize(prob, (w, h), interpolation=cv2.INTER_LINEAR)
+        return self._probability(_model_copy(rgb), rgb.shape[:2])
+
+    def _probability(self, small: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+        prob = np.asarray(self._selfie.process(small).segmentation_mask, dtype=np.float32)
+        if prob.shape != shape:
+            prob = cv2.resize(prob, (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR)
         return np.clip(prob, 0.0, 1.0)
 
 

@@ -1,7 +1,7 @@
 """Train the garment parser from labelled photos (CCP-59 label maps).
 
-    venv/bin/python -m segworker.parser.train --data ../shared/train-ccp \\
-        [--dev ../shared/bench-data] [--out segworker/parser/parser.pt] [--epochs 30]
+    venv/bin/python -m segworker.parser.train --data TRAIN_DIR [--dev DEV_DIR] \\
+        [--out segworker/parser/parser.pt] [--epochs 20]
 
 ``--data`` is laid out like ``train-ccp``: ``images/<stem>.jpg`` and
 ``labels/<stem>.png`` (CCP-59 class ids), with an optional ``manifest.json``.
@@ -18,7 +18,6 @@ service and the tests never do.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import sys
 import time
@@ -30,10 +29,11 @@ import torch
 from PIL import Image
 from torch.nn import functional as F
 
-from common.config import LabelSet, Settings, load_settings
+from common.config import load_settings
 from segworker.parser.augment import make_sample
 from segworker.parser.classes import CLASS_NAMES, ccp_lookup
 from segworker.parser.devset import DevSet
+from segworker.parser.person_cache import person_probabilities
 from segworker.parser.network import NetShape, ParserNet
 from segworker.parser import weights
 
@@ -71,28 +71,6 @@ def _stems(folder: Path) -> list[str]:
     if manifest.exists():
         return [entry["stem"] for entry in json.loads(manifest.read_text())]
     return sorted(p.stem for p in (folder / "labels").glob("*.png"))
-
-
-def person_probabilities(folder: Path, stems: list[str], cache: Path,
-                         images: list[Path]) -> dict[str, np.ndarray]:
-    """The selfie model's person probability (uint8 0-255) of every photo,
-    computed once and kept in ``cache`` (keyed by folder and stems)."""
-    cache.mkdir(parents=True, exist_ok=True)
-    key = hashlib.sha256("\n".join([str(folder.resolve()), *stems]).encode()).hexdigest()[:16]
-    path = cache / f"person-{key}.npz"
-    if path.exists():
-        with np.load(path) as data:
-            return {stem: data[stem] for stem in stems}
-    from segworker.parser.person import PersonFinder
-    from tqdm import tqdm
-    finder = PersonFinder()
-    out = {}
-    for stem, image in tqdm(list(zip(stems, images)), desc="person masks", unit="photo"):
-        rgb = np.asarray(Image.open(image).convert("RGB"))
-        out[stem] = np.round(finder.probability(rgb) * 255).astype(np.uint8)
-    finder.close()
-    np.savez_compressed(path, **out)
-    return out
 
 
 class Ema:
@@ -138,7 +116,7 @@ def train(args: argparse.Namespace) -> int:
     from tqdm import tqdm
     photos = Photos(Path(args.data), Path(args.cache))
     settings = load_settings(args.config)
-    dev = (DevSet(Path(args.dev), Path(args.cache), parser_labels(settings),
+    dev = (DevSet(Path(args.dev), Path(args.cache), settings.segmentation.parser.labels,
                   settings.segmentation.refine) if args.dev else None)
     model = ParserNet(NetShape()).to(memory_format=torch.channels_last)
     ema = Ema(model, args.ema)
@@ -189,23 +167,19 @@ def _trained_facts(args: argparse.Namespace, photos: Photos, epoch: int, record:
             "source": "Clothing Co-Parsing (Yang, Luo, Lin, CVPR 2014), CCP-59 pixel labels"}
 
 
-def parser_labels(settings: Settings) -> LabelSet:
-    """The label sets that make the parser's masks (config.yaml)."""
-    return LabelSet(upper=(1, 3), lower=(2, 3))
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Train the garment parser.")
     parser.add_argument("--data", required=True, help="training folder (images/, labels/)")
     parser.add_argument("--dev", help="development folder, scored after every epoch (never trained on)")
     parser.add_argument("--out", default=str(weights.BUNDLED), help="weights file to write")
-    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--weight-decay", type=float, default=1e-4)
     parser.add_argument("--ema", type=float, default=0.995, help="weight-average decay per step")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=2, help="torch threads")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads (the committed weights: 1; results depend on it)")
     parser.add_argument("--fp32", dest="bf16", action="store_false",
                         help="train in float32 (default: bf16 autocast, fast on AMX CPUs)")
     parser.add_argument("--config", help="config file whose label sets and refinement the "

@@ -16,12 +16,11 @@ truncated or altered file is refused before torch reads a byte of it.
 
 from __future__ import annotations
 
-import hashlib
-import math
 from pathlib import Path
 
 import torch
 
+from common.files import file_sha256
 from segworker.engine import EngineLoadError
 from segworker.parser import crop
 from segworker.parser.classes import CLASS_NAMES
@@ -37,14 +36,6 @@ MAX_BYTES = 12 * 1024 * 1024
 BUNDLED = Path(__file__).resolve().parent / "parser.pt"
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def save(model: ParserNet, path: Path, trained: dict) -> str:
     """Write ``model`` to ``path`` (and ``path.sha256``); returns the SHA-256."""
     state = {name: (t.detach().half() if t.ndim == 4 else t.detach().float()).cpu()
@@ -54,7 +45,7 @@ def save(model: ParserNet, path: Path, trained: dict) -> str:
     torch.save({"format": FORMAT, "shape": model.shape.as_dict(), "classes": list(CLASS_NAMES),
                 "input": [crop.INPUT_H, crop.INPUT_W], "state_dict": state, "trained": trained},
                path)
-    digest = sha256_of(path)
+    digest = file_sha256(path)
     Path(f"{path}.sha256").write_text(f"{digest}  {path.name}\n")
     return digest
 
@@ -98,7 +89,7 @@ def _check_file(path: Path) -> None:
     if not sidecar.is_file():
         raise _error(path, f"its checksum file {sidecar.name} is missing")
     expected = sidecar.read_text().split()[:1]
-    if expected != [sha256_of(path)]:
+    if expected != [file_sha256(path)]:
         raise _error(path, f"SHA-256 differs from {sidecar.name}: the file is damaged or was "
                      "changed (retrain, or restore it from git)")
 
@@ -127,4 +118,4 @@ def _error(path: Path, problem: str) -> EngineLoadError:
 
 
 def parameter_count(model: ParserNet) -> int:
-    return sum(math.prod(p.shape) for p in model.parameters())
+    return sum(p.numel() for p in model.parameters())

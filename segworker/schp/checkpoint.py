@@ -20,7 +20,6 @@ cannot run code from the file. Every failure is an
 from __future__ import annotations
 
 import functools
-import hashlib
 import logging
 import pickle
 import warnings
@@ -30,6 +29,7 @@ from typing import Any, Mapping
 
 import torch
 
+from common.files import file_sha256
 from common.logs import event
 from segworker.engine import EngineLoadError
 from segworker.schp.datasets import (DATASETS, GENERATION_2019, GENERATION_2020, KNOWN_RELEASES,
@@ -37,9 +37,6 @@ from segworker.schp.datasets import (DATASETS, GENERATION_2019, GENERATION_2020,
 from segworker.schp.network import SchpNet
 
 log = logging.getLogger(__name__)
-
-#: Bytes read per step while hashing a weights file.
-HASH_CHUNK = 1 << 20
 
 #: How many offending key names an error message quotes.
 SHOWN_KEYS = 3
@@ -89,15 +86,6 @@ def norm_layer_names() -> tuple[tuple[str, ...], tuple[str, ...]]:
     with torch.device("meta"):
         norms = SchpNet(DATASETS["atr"].num_classes).norm_layers()
     return tuple(norms), tuple(name for name, m in norms.items() if m.leaky)
-
-
-def file_sha256(path: Path) -> str:
-    """Hex SHA-256 of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(HASH_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def read_checkpoint(path: str | Path, dataset: str = "auto", *,

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from common.files import private_dir
+from common.files import file_sha256, private_dir
 from common.logs import event
 
 log = logging.getLogger(__name__)
@@ -50,22 +50,11 @@ TMP_PREFIX = ".tmp-"
 #: Temporary folders older than this (seconds) are leftovers of a crash.
 STALE_TMP_S = 3600
 
-#: Bytes read per step while hashing.
-CHUNK = 1 << 20
-
 
 def key_digest(key: Mapping[str, Any]) -> str:
     """A short stable hex name for ``key`` (a flat JSON-able mapping)."""
     text = json.dumps(dict(key), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:32]
-
-
-def file_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 @dataclass(frozen=True)
@@ -108,7 +97,7 @@ class ModelCache:
             tmp = self.root / f"{TMP_PREFIX}{entry.name}-{os.getpid()}-{time.monotonic_ns()}"
             os.mkdir(tmp, 0o700)
             write(tmp)
-            files = {p.name: {"size": p.stat().st_size, "sha256": file_digest(p)}
+            files = {p.name: {"size": p.stat().st_size, "sha256": file_sha256(p)}
                      for p in sorted(tmp.iterdir())}
             meta = {"format": FORMAT, "key": dict(key), "files": files,
                     "created_at": time.time()}
@@ -176,7 +165,7 @@ def _check_entry(entry: Path, key: Mapping[str, Any]) -> str | None:
             return f"{name} is missing"
         if path.stat().st_size != facts.get("size"):
             return f"{name} has the wrong size (truncated?)"
-        if file_digest(path) != facts.get("sha256"):
+        if file_sha256(path) != facts.get("sha256"):
             return f"{name} is damaged (SHA-256 mismatch)"
     return None
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from common.files import file_sha256
 from segworker.engine import EngineLoadError
 from segworker.parser import weights
 from segworker.parser.network import NetShape, ParserNet
@@ -46,7 +47,7 @@ def test_a_saved_file_loads_back_to_the_same_network(saved):
     with torch.no_grad():  # convolutions are stored in float16: close, not equal
         torch.testing.assert_close(model(x), original(x), rtol=0.02, atol=0.02)
     assert saved.stat().st_size < weights.MAX_BYTES
-    assert Path(f"{saved}.sha256").read_text().split()[0] == weights.sha256_of(saved)
+    assert Path(f"{saved}.sha256").read_text().split()[0] == file_sha256(saved)
 
 
 def test_the_shipped_weights_load_and_are_small():
