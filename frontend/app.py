@@ -16,6 +16,7 @@ from tornado.web import Application, RequestHandler, url
 
 from common.config import ServerSettings
 from common.logs import event
+from frontend.admission import Admission
 from frontend.base import NotFoundHandler
 from frontend.broker_client import BrokerClient
 from frontend.inflight import InFlight
@@ -50,9 +51,11 @@ def make_app(server: ServerSettings, broker: BrokerClient, store: PhotoStore,
     common = {"inflight": inflight}
     with_broker = {**common, "broker": broker}
     counters = FrontendCounters()
+    admission = Admission(broker.room)
     handlers = [
         url(r"/process", ProcessHandler, {**with_broker, "store": store, "executor": executor,
-                                          "server": server, "counters": counters}),
+                                          "server": server, "admission": admission,
+                                          "counters": counters}),
         url(r"/health", HealthHandler, with_broker),
         url(r"/stats", StatsHandler, with_broker),
         url(r"/metrics", MetricsHandler, {**with_broker, "counters": counters}),

@@ -75,27 +75,16 @@ class BrokerClient:
         self._context: zmq.asyncio.Context | None = None
         self._socket: zmq.asyncio.Socket | None = None
         self._reader: asyncio.Task | None = None
-        #: The broker's last answer said the queue was full (see :meth:`room`).
-        self.queue_full = False
 
     async def submit(self, job: dict[str, Any], on_late: LateCallback | None = None,
                      ) -> dict[str, Any]:
         """``submit`` a Job; returns the ``submitted`` reply (``outcome``, ``state``, ...)."""
-        reply = await self.request("submit", on_late=on_late, job=job)
-        self._note_queue(reply, reply.get("outcome") == "queue_full")
-        return reply
+        return await self.request("submit", on_late=on_late, job=job)
 
     async def room(self) -> dict[str, Any]:
         """Whether the queue has room now: the ``room`` reply (``open``, ``queue_size``,
         ``queue_max``). Cheap for the broker; changes nothing there."""
-        reply = await self.request("room")
-        self._note_queue(reply, reply.get("open") is False)
-        return reply
-
-    def _note_queue(self, reply: dict[str, Any], full: bool) -> None:
-        size, limit = reply.get("queue_size"), reply.get("queue_max")
-        at_limit = isinstance(size, int) and isinstance(limit, int) and size >= limit
-        self.queue_full = full or at_limit
+        return await self.request("room")
 
     async def job(self, job_id: str) -> dict[str, Any] | None:
         """The broker's record of ``job_id``, or None if it does not know the job."""

@@ -7,7 +7,12 @@ and extra headers (``Retry-After``) of an :class:`ApiError`; the one
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from tornado.web import HTTPError
+
+if TYPE_CHECKING:
+    from frontend.broker_client import BrokerUnavailable
 
 #: Seconds a client should wait before retrying when the queue is full.
 QUEUE_FULL_RETRY_AFTER_S = 10
@@ -41,3 +46,10 @@ class ApiError(HTTPError):
         self.message = message
         self.kind = kind
         self.retry_after = retry_after
+
+
+def broker_unavailable(exc: BrokerUnavailable) -> ApiError:
+    """The 503 for a broker that could not be reached or did not answer in time."""
+    return ApiError(503, f"the job queue is unavailable: {exc}; retry later",
+                    kind="broker_timeout" if exc.timed_out else "broker_unreachable",
+                    retry_after=BROKER_RETRY_AFTER_S)

@@ -6,6 +6,12 @@ from :meth:`ProcessHandler.prepare`, and a chunked body is cut off with 413 as
 soon as it passes the limit. Either way the connection is closed after the
 response, since the rest of the body is not read.
 
+Before the body is read, the upload passes :mod:`frontend.admission`: while the
+queue may already be full, it is held with its body unread, and when the broker
+says the queue is full it is answered 503 without its photo being decoded or
+stored (its body is still read, and dropped, so the connection stays usable and
+the client reads the answer rather than a reset).
+
 A job is acknowledged (202) only after the broker replied ``accepted``, which
 means it is journalled. Every other outcome deletes the stored photo, except a
 broker timeout: the broker may still accept that job, so the photo stays until
@@ -21,6 +27,7 @@ import time
 from concurrent.futures import Executor
 from typing import Any
 
+from tornado.ioloop import IOLoop
 from tornado.web import stream_request_body
 
 from common import wire
@@ -28,6 +35,7 @@ from common.config import ServerSettings
 from common.logs import event
 from common.photo import PhotoError
 from frontend import errors
+from frontend.admission import Admission, QueueFull
 from frontend.base import JsonHandler
 from frontend.broker_client import BrokerClient, BrokerUnavailable
 from frontend.errors import ApiError
@@ -42,6 +50,10 @@ log = logging.getLogger(__name__)
 #: itself so that an oversized upload gets a JSON 413 rather than a dropped connection.
 CONNECTION_BODY_CEILING = 1 << 40
 
+#: Seconds an admitted upload may take to send its body before it gives its place in
+#: :mod:`frontend.admission` back (a slow client must not hold the queue's room).
+SLOW_BODY_S = 1.0
+
 
 @stream_request_body
 class ProcessHandler(JsonHandler):
@@ -50,15 +62,21 @@ class ProcessHandler(JsonHandler):
     SUPPORTED_METHODS = ("POST",)
 
     def initialize(self, inflight: InFlight, broker: BrokerClient, store: PhotoStore,
-                   executor: Executor, server: ServerSettings,
+                   executor: Executor, server: ServerSettings, admission: Admission,
                    counters: FrontendCounters | None = None) -> None:
         super().initialize(inflight)
         self.broker, self.store, self.executor, self.server = broker, store, executor, server
+        self.admission = admission
         self.counters = counters or FrontendCounters()
         self.body = bytearray()
         self.boundary = b""
+        #: Counted in ``admission.pending`` until :meth:`_leave`.
+        self.admitted = False
+        #: The answer decided before the body was read (the queue is full).
+        self.refusal: ApiError | None = None
+        self.slow_body: object | None = None
 
-    def prepare(self) -> None:
+    async def prepare(self) -> None:
         super().prepare()
         # Raised first, so that even a refused request's body is discarded quietly
         # (until the connection closes after the response) instead of tripping
@@ -71,6 +89,21 @@ class ProcessHandler(JsonHandler):
         except ApiError as exc:
             self._rejected(exc, None)
             raise
+        await self._admit()
+        if self.admitted:
+            # A slow body must not hold the room from the uploads behind it: past
+            # SLOW_BODY_S the upload gives its place back and asks again in post().
+            self.slow_body = IOLoop.current().call_later(SLOW_BODY_S, self._leave, None)
+
+    async def _admit(self) -> None:
+        """Pass admission: sets :attr:`admitted`, or :attr:`refusal` (the queue is full)."""
+        try:
+            await self.admission.enter()
+            self.admitted = True
+        except QueueFull as full:
+            self.refusal = _refusal({"outcome": "queue_full", **full.reply})
+        except BrokerUnavailable as exc:  # nothing was changed at the broker
+            self.refusal = errors.broker_unavailable(exc)
 
     def data_received(self, chunk: bytes) -> None:
         if self._finished:
@@ -92,6 +125,13 @@ class ProcessHandler(JsonHandler):
             raise
         self.body = bytearray()
         self.job_id = form.job_id
+        if self.slow_body is not None:
+            IOLoop.current().remove_timeout(self.slow_body)
+        if not self.admitted and self.refusal is None:
+            await self._admit()
+        if self.refusal is not None:
+            self._rejected(self.refusal, form.job_id)
+            raise self.refusal
         try:
             status, reply = await self._accept(form)
         except ApiError as exc:
@@ -102,51 +142,25 @@ class ProcessHandler(JsonHandler):
     async def _accept(self, form: ProcessForm) -> tuple[int, dict[str, Any]]:
         """Validate the photo, store it, submit the job: ``(status, body)`` or ApiError."""
         loop = asyncio.get_running_loop()
-        path = None
-        for last_try in (False, True):
-            if self.broker.queue_full:
-                await self._check_room(form.job_id)
-            try:
-                # One pool task for both steps: with separate tasks, a burst queues every
-                # request's decode ahead of the first request's write, and even the jobs
-                # the queue has room for wait for the whole burst to be decoded.
-                path = await loop.run_in_executor(self.executor, self._check_and_store,
-                                                  form, not last_try)
-            except PhotoError as exc:
-                raise photo_error(exc) from None
-            except StorageError as exc:
-                event(log, "photo_store_failed", logging.ERROR, job_id=form.job_id,
-                      detail=str(exc))
-                status = 507 if exc.no_space else 503
-                raise ApiError(status, f"{exc}; retry later", kind="storage_unavailable",
-                               retry_after=errors.STORAGE_RETRY_AFTER_S) from None
-            if path is not None:
-                break
+        try:
+            # One pool task for both steps: with separate tasks, a burst queues every
+            # request's decode ahead of the first request's write.
+            path = await loop.run_in_executor(self.executor, self._check_and_store, form)
+        except PhotoError as exc:
+            raise photo_error(exc) from None
+        except StorageError as exc:
+            event(log, "photo_store_failed", logging.ERROR, job_id=form.job_id,
+                  detail=str(exc))
+            status = 507 if exc.no_space else 503
+            raise ApiError(status, f"{exc}; retry later", kind="storage_unavailable",
+                           retry_after=errors.STORAGE_RETRY_AFTER_S) from None
         job = wire.make_job(form.job_id, form.user_id, form.provider, str(path), time.time())
         return await self._submit(job, path)
 
-    async def _check_room(self, job_id: str) -> None:
-        """While the queue was full at the broker's last answer, ask again before the
-        photo is decoded and stored: in a burst, the excess is refused for the price
-        of one small round trip, so the jobs that fit are not kept waiting behind it."""
-        try:
-            room = await self.broker.room()
-        except BrokerUnavailable as exc:  # nothing was changed at the broker
-            raise ApiError(503, f"the job queue is unavailable: {exc}; retry later",
-                           kind="broker_timeout" if exc.timed_out else "broker_unreachable",
-                           retry_after=errors.BROKER_RETRY_AFTER_S) from None
-        if room.get("open") is False:
-            raise _refusal({"outcome": "queue_full", "queue_size": room.get("queue_size"),
-                            "queue_max": room.get("queue_max")})
-
-    def _check_and_store(self, form: ProcessForm, skip_if_full: bool) -> Any:
+    def _check_and_store(self, form: ProcessForm) -> Any:
         """Decode-check the photo, then store it durably (in the pool): its path.
 
-        With ``skip_if_full``, returns None at once, having done nothing, when the queue
-        was reported full while this task waited for a thread (the caller asks the broker
-        for room first). Raises PhotoError or StorageError."""
-        if skip_if_full and self.broker.queue_full:
-            return None
+        Raises PhotoError or StorageError."""
         fmt = check_photo(form.image, self.server.max_image_pixels)
         return self.store.write(form.job_id, fmt, form.image)
 
@@ -158,9 +172,8 @@ class ProcessHandler(JsonHandler):
         except BrokerUnavailable as exc:
             if not exc.timed_out:
                 self.store.discard(path)
-            raise ApiError(503, f"the job queue is unavailable: {exc}; retry later",
-                           kind="broker_timeout" if exc.timed_out else "broker_unreachable",
-                           retry_after=errors.BROKER_RETRY_AFTER_S) from None
+            raise errors.broker_unavailable(exc) from None
+        self._leave(reply)
         outcome = reply.get("outcome")
         if outcome == "accepted":
             event(log, "job_submitted", job_id=job_id, user_id=job["user_id"],
@@ -176,6 +189,20 @@ class ProcessHandler(JsonHandler):
                          "message": f"Job already known (state: {state}); not queued again",
                          "state": state}
         raise _refusal(reply)
+
+    def on_finish(self) -> None:
+        self._leave(None)
+        super().on_finish()
+
+    def on_connection_close(self) -> None:
+        self._leave(None)
+        super().on_connection_close()
+
+    def _leave(self, reply: dict[str, Any] | None) -> None:
+        """Stop counting this upload as pending (once), with the broker's reply if any."""
+        if self.admitted:
+            self.admitted = False
+            self.admission.leave(reply)
 
     def _rejected(self, exc: ApiError, job_id: str | None) -> None:
         """Log a refused request and count it for /metrics."""

@@ -34,11 +34,6 @@ TEXT_JOB_FIELDS = ("reason", "detail")
 TEMP_FOLDER_NAME = "TEMP_FOLDER"
 
 
-def _broker_down(exc: BrokerUnavailable) -> ApiError:
-    return ApiError(503, f"the job queue is unavailable: {exc}; retry later",
-                    kind="broker_unreachable", retry_after=errors.BROKER_RETRY_AFTER_S)
-
-
 class _BrokerReadHandler(JsonHandler):
     """A GET endpoint answered from one broker request."""
 
@@ -72,7 +67,7 @@ class StatsHandler(_BrokerReadHandler):
         try:
             stats = await self.broker.stats()
         except BrokerUnavailable as exc:
-            raise _broker_down(exc) from None
+            raise errors.broker_unavailable(exc) from None
         self.write_json(stats_body(stats))
 
 
@@ -114,7 +109,7 @@ class JobHandler(_BrokerReadHandler):
         try:
             record = await self.broker.job(job_id)
         except BrokerUnavailable as exc:
-            raise _broker_down(exc) from None
+            raise errors.broker_unavailable(exc) from None
         if record is None:
             raise ApiError(404, f"no job with job_id {job_id}", kind="unknown_job")
         self.write_json(public_record(job_id, record, self.temp_folder))

@@ -229,24 +229,6 @@ class BrokerOutcomeTest(FrontendTestCase):
         self.assertEqual([m["type"] for m in self.fake.received],
                          ["submit", "room", "room", "submit", "submit"])
 
-    def test_a_photo_waiting_for_a_thread_is_not_decoded_once_the_queue_is_full(self):
-        gate = threading.Event()
-        for _ in range(2):                  # both photo threads busy
-            self.executor.submit(gate.wait, 10)
-        pending = self.http_client.fetch(
-            self.get_url("/process"), method="POST",
-            body=forms.body(*forms.process_parts(photos.jpeg())),
-            headers={"Content-Type": forms.content_type()}, raise_error=False)
-        self.wait_until(lambda: self.executor._work_queue.qsize() == 1)
-        # Meanwhile another request learnt that the queue is full.
-        self.fake.outcome = "queue_full"
-        self.broker.queue_full = True
-        gate.set()
-        response = self.io_loop.run_sync(lambda: pending)
-        self.assertIn("the queue is full", self.assert_error(response, 503)["error"])
-        self.assertEqual([m["type"] for m in self.fake.received], ["room"])
-        self.assertEqual(self.incoming(), [])
-
     def test_broker_error_outcome_is_503(self):
         self.fake.outcome = "error"
         response = self.post_form(forms.process_parts(photos.jpeg()))
