@@ -68,8 +68,12 @@ def setup_logging(proc: str, level: str = "INFO", stream: Any = None) -> None:
     logging.Formatter.converter = time.gmtime
 
 
+#: What ``exc_info`` of :func:`event` takes (as :meth:`logging.Logger.log` does).
+ExcInfo = bool | BaseException | tuple[Any, Any, Any]
+
+
 def event(logger: logging.Logger, name: str, level: int = logging.INFO,
-          exc_info: bool = False, **fields: Any) -> None:
+          exc_info: ExcInfo = False, **fields: Any) -> None:
     """Log event ``name`` with structured ``fields`` (``job_id=...`` etc.)."""
     if logger.isEnabledFor(level):
         logger.log(level, name, extra={"event": name, "fields": fields}, exc_info=exc_info)

@@ -13,6 +13,7 @@ import hmac
 import http.client
 import json
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from tornado.web import HTTPError, RequestHandler
@@ -30,11 +31,15 @@ API_KEY_HEADER = "X-API-Key"
 class JsonHandler(RequestHandler):
     """Base of every handler: JSON bodies, JSON errors, API key, in-flight count."""
 
-    def initialize(self, inflight: InFlight) -> None:
+    def _init_json(self, inflight: InFlight) -> None:
         self.inflight = inflight
         self._counted = False
         #: The request's job, once known: internal faults are logged with it.
         self.job_id: str | None = None
+
+    # As in Tornado's RequestHandler: each handler's ``initialize`` takes the
+    # arguments of its own route, so the base does not fix a signature.
+    initialize: Callable[..., None] = _init_json
 
     def set_default_headers(self) -> None:
         self.set_header("Content-Type", "application/json; charset=UTF-8")
@@ -42,9 +47,10 @@ class JsonHandler(RequestHandler):
         self.set_header("X-Content-Type-Options", "nosniff")
         self.clear_header("Server")
 
-    def prepare(self) -> None:
+    def prepare(self) -> Awaitable[None] | None:
         self._counted = True
         self.inflight.enter()
+        return None
 
     def on_finish(self) -> None:
         self._uncount()
@@ -78,7 +84,7 @@ class JsonHandler(RequestHandler):
         # Client errors are expected: the handler logs what matters about them.
         if isinstance(value, HTTPError):
             return
-        fields = {"job_id": self.job_id} if self.job_id else {}
+        fields: dict[str, Any] = {"job_id": self.job_id} if self.job_id else {}
         event(log, "internal_error", logging.ERROR, exc_info=(typ, value, tb),
               method=self.request.method, path=self.request.path[:200], **fields)
 

@@ -104,7 +104,7 @@ class BrokerClient:
 
         Raises :class:`BrokerUnavailable`.
         """
-        self.start()
+        sock = self.start()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.timeout_s
         req = next(self._ids)
@@ -114,13 +114,13 @@ class BrokerClient:
             frame = wire.encode(msg_type, req=req, **fields)
             try:
                 # A send waits for a connection (IMMEDIATE); cancelled, it is never sent.
-                await asyncio.wait_for(self._socket.send(frame), self.timeout_s)
-            except asyncio.TimeoutError:
+                await asyncio.wait_for(sock.send(frame), self.timeout_s)
+            except TimeoutError:
                 raise BrokerUnavailable(f"the broker is not connected (waited "
                                         f"{self.timeout_s:g} s)", timed_out=False) from None
             try:
                 return await asyncio.wait_for(future, max(deadline - loop.time(), 0.001))
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 if on_late is not None:
                     self._await_late(req, on_late)
                 raise BrokerUnavailable(f"the broker did not answer within {self.timeout_s:g} s",
@@ -142,13 +142,12 @@ class BrokerClient:
             self._context.term()
         self._reader = self._socket = self._context = None
 
-    def start(self) -> None:
-        """Open the socket and start connecting (call from inside the event loop).
-
-        Idempotent; :meth:`request` calls it too.
+    def start(self) -> zmq.asyncio.Socket:
+        """Open the socket and start connecting (call from inside the event loop);
+        the socket. Idempotent; :meth:`request` calls it too.
         """
         if self._socket is not None:
-            return
+            return self._socket
         self._context = zmq.asyncio.Context()
         sock = self._context.socket(zmq.DEALER)
         for option, value in ((zmq.IMMEDIATE, 1), (zmq.LINGER, 0), (zmq.SNDHWM, SEND_HWM),
@@ -159,11 +158,12 @@ class BrokerClient:
             sock.setsockopt(option, value)
         sock.connect(self.endpoint)
         self._socket = sock
-        self._reader = asyncio.get_running_loop().create_task(self._read_replies())
+        self._reader = asyncio.get_running_loop().create_task(self._read_replies(sock))
+        return sock
 
-    async def _read_replies(self) -> None:
+    async def _read_replies(self, sock: zmq.asyncio.Socket) -> None:
         while True:
-            frame = await self._socket.recv()
+            frame = await sock.recv()
             try:
                 msg = wire.decode(frame)
             except wire.WireError as exc:

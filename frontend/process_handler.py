@@ -27,6 +27,7 @@ import time
 from concurrent.futures import Executor
 from typing import Any
 
+from tornado.http1connection import HTTP1Connection
 from tornado.ioloop import IOLoop
 from tornado.web import stream_request_body
 
@@ -81,7 +82,8 @@ class ProcessHandler(JsonHandler):
         # Raised first, so that even a refused request's body is discarded quietly
         # (until the connection closes after the response) instead of tripping
         # Tornado's own limit, which would answer a bare 400 after ours.
-        self.request.connection.set_max_body_size(CONNECTION_BODY_CEILING)
+        if isinstance(self.request.connection, HTTP1Connection):
+            self.request.connection.set_max_body_size(CONNECTION_BODY_CEILING)
         try:
             self.check_api_key(self.server.api_key)
             self.boundary = form_boundary(self.request.headers.get("Content-Type"))
@@ -248,5 +250,5 @@ def _settle_late(store: PhotoStore, job_id: str, path: Any,
 
 
 def _log_rejected(exc: ApiError, job_id: str | None) -> None:
-    fields = {"job_id": job_id} if job_id else {}
+    fields: dict[str, Any] = {"job_id": job_id} if job_id else {}
     event(log, "job_rejected", status=exc.status, reason=exc.kind, detail=exc.message, **fields)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 from common.ids import is_valid_id
@@ -39,9 +40,11 @@ class _BrokerReadHandler(JsonHandler):
 
     SUPPORTED_METHODS = ("GET",)
 
-    def initialize(self, inflight: InFlight, broker: BrokerClient) -> None:
+    def _init_broker(self, inflight: InFlight, broker: BrokerClient) -> None:
         super().initialize(inflight)
         self.broker = broker
+
+    initialize: Callable[..., None] = _init_broker
 
 
 class HealthHandler(_BrokerReadHandler):

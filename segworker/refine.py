@@ -90,7 +90,7 @@ def fill_holes(mask: np.ndarray, max_fraction: float = MAX_HOLE_FRACTION) -> np.
 def dilate(mask: np.ndarray, fraction: float) -> np.ndarray:
     """``mask`` grown by ``fraction`` of the image diagonal (an elliptical
     kernel; at least one pixel when ``fraction`` > 0)."""
-    radius = max(1, round(fraction * float(np.hypot(*mask.shape))))
+    radius = max(1, round(fraction * float(np.hypot(mask.shape[0], mask.shape[1]))))
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
     return cv2.dilate(mask.astype(np.uint8), kernel) > 0
 

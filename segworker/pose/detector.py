@@ -148,8 +148,8 @@ def _unexplained(everyone: np.ndarray, people: list[Person]) -> bool:
     for p in people:
         covered |= (p.mask > PERSON_LEVEL).astype(np.uint8)
     margin = _margin_px(everyone.shape)
-    covered = cv2.dilate(covered, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (margin, margin)))
-    rest = np.count_nonzero((everyone > PERSON_LEVEL) & (covered == 0))
+    grown = cv2.dilate(covered, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (margin, margin)))
+    rest = np.count_nonzero((everyone > PERSON_LEVEL) & (grown == 0))
     return rest > UNEXPLAINED_SHARE * max(people[-1].area, 1)
 
 

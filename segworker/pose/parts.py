@@ -154,7 +154,7 @@ def _classify(rgb: np.ndarray, person: np.ndarray, silhouette: np.ndarray,
     models = [colour_model(bins, seed) for seed in seeds] + [flat_model()]
     priors = _priors(body, regions, person)
     if not thighs.any():  # no thighs in the silhouette (a photo cut at the waist)
-        priors[LOWER] = np.float32(-FAR_PENALTY)
+        priors[LOWER] = -float(FAR_PENALTY)
     if seeds[LOWER] is not thighs:
         # A long coat: the upper garment goes on below the waist, and the leg
         # garment's own colours are known, so colour alone decides there.
@@ -218,7 +218,7 @@ def _silhouette(person: np.ndarray, everyone: np.ndarray) -> tuple[np.ndarray, n
     least :data:`DOUBT_SIZE` across that the selfie model doubts (removed)."""
     outline = (person > PERSON_LEVEL) & (everyone > EVERYONE_LEVEL)
     doubt = (outline & (everyone <= DOUBT_LEVEL)).astype(np.uint8)
-    size = max(1, int(DOUBT_SIZE * np.hypot(*person.shape))) | 1
+    size = max(1, int(DOUBT_SIZE * np.hypot(person.shape[0], person.shape[1]))) | 1
     doubted = cv2.morphologyEx(doubt, cv2.MORPH_OPEN,
                                cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))) > 0
     return outline & ~doubted, doubted
@@ -239,13 +239,14 @@ def _seeds(body: B.Body, regions: B.Regions, silhouette: np.ndarray,
     eyes_y = float(p[B.L_EYE, 1] + p[B.R_EYE, 1]) / 2
     hair = (silhouette & ~face & (_head_distance(body, grid) < 1.1 * _head_radius(body))
             & (grid[1] < eyes_y - 0.3 * body.eye_distance))
-    ring_px = max(3, int(RING_SHARE * np.hypot(*silhouette.shape))) | 1
+    ring_px = max(3, int(RING_SHARE * np.hypot(silhouette.shape[0], silhouette.shape[1]))) | 1
     near = cv2.dilate(silhouette.astype(np.uint8), np.ones((ring_px, ring_px), np.uint8)) > 0
     background = near & (person < 0.1)
     return [upper, lower, face, hair, background]
 
 
-def _priors(body: B.Body, regions: B.Regions, person: np.ndarray) -> list[np.ndarray | float]:
+def _priors(body: B.Body, regions: B.Regions,
+            person: np.ndarray) -> list[np.ndarray | float]:
     """Log priors of each class from the geometry, in class order."""
     part, t = regions.part, regions.t
     torso = part == B.TORSO

@@ -48,7 +48,8 @@ class EagerRunner:
                  channels_last: bool = True) -> None:
         self.device, self.precision, self.channels_last = device, precision, channels_last
         memory_format = torch.channels_last if channels_last else torch.contiguous_format
-        self.model = model.eval().to(device, memory_format=memory_format)
+        # Module.to takes memory_format at run time; torch's overloads omit it.
+        self.model = model.eval().to(device, memory_format=memory_format)  # type: ignore[call-overload]
         self.facts: dict[str, Any] = {}
 
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:

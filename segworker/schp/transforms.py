@@ -101,7 +101,7 @@ def warp_logits(logits_hwc: np.ndarray, inverse: np.ndarray, width: int,
     its own, with as few OpenCV calls as possible."""
     def warp(block: np.ndarray) -> np.ndarray:
         out = cv2.warpAffine(block, inverse, (width, height), flags=cv2.INTER_LINEAR,
-                             borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+                             borderMode=cv2.BORDER_CONSTANT, borderValue=(0.0, 0.0, 0.0, 0.0))
         return out.reshape(height, width, -1)
 
     try:
@@ -120,15 +120,13 @@ def warped_argmax(logits_hwc: np.ndarray, inverse: np.ndarray, width: int,
     channels = logits_hwc.shape[2]
     if width * height * channels * 4 <= WHOLE_WARP_BYTES:
         return np.argmax(warp_logits(logits_hwc, inverse, width, height), axis=2).astype(np.uint8)
-    best = labels = None
+    best = np.full((height, width), -np.inf, dtype=np.float32)
+    labels = np.zeros((height, width), dtype=np.uint8)
     for start in range(0, channels, WARP_GROUP):
         block = warp_logits(np.ascontiguousarray(logits_hwc[:, :, start:start + WARP_GROUP]),
                             inverse, width, height)
         for offset in range(block.shape[2]):
             plane = block[:, :, offset]
-            if best is None:
-                best, labels = plane.copy(), np.zeros((height, width), dtype=np.uint8)
-                continue
             better = plane > best  # strictly greater: a tie keeps the lower label
             np.copyto(best, plane, where=better)
             np.copyto(labels, np.uint8(start + offset), where=better)
