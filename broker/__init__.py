@@ -5,8 +5,9 @@ Layout:
 - :mod:`broker.jobs`    the journalled state (jobs, queue, deliveries, counters), changed only
                         by applying journal records; replay and live operation share that code.
 - :mod:`broker.peers`   the live worker and uploader registries (not journalled).
-- :mod:`broker.state`   the broker core: every decision (FIFO dispatch, expiry, retries,
-                        duplicates) as a pure state machine with no sockets and no clock reads.
+- :mod:`broker.protocol` what the core and the server exchange: :class:`Out` frames, Storage.
+- :mod:`broker.state`   the broker core: every decision as a pure state machine (no sockets, no
+                        clock reads), with :mod:`broker.handoff` (uploader) and :mod:`broker.stats`.
 - :mod:`broker.journal` the append-only journal file, replay and compaction.
 - :mod:`broker.files`   the only code that touches TEMP_FOLDER (masks, photos).
 - :mod:`broker.server`  the thin socket loop around the core.

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 from common import wire
 from common.files import DIR_MODE, fsync_dir, is_under, private_dir, replace_file

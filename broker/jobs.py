@@ -29,12 +29,11 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
+from common.ids import is_valid_id
+from common.wire import FINAL_STATES
+
 #: Version of the snapshot record layout; replay refuses others.
 SNAPSHOT_VERSION = 1
-
-#: States a job ends in. The one change after them: a dead letter delivered by
-#: ``uploader redrive`` goes from ``failed`` to ``done`` (see :func:`is_redelivery`).
-FINAL_STATES = ("done", "failed")
 
 
 @dataclass
@@ -113,7 +112,7 @@ class JobBook:
         if op in ("accept", "snapshot"):
             handler(record)
             return
-        entry = self.jobs.get(record.get("job_id"))
+        entry = self.lookup(record.get("job_id"))
         if entry is not None:
             handler(entry, record)
             entry.updated_at = record.get("t", entry.updated_at)
@@ -241,9 +240,16 @@ class JobBook:
         return ids
 
     # -- queries ---------------------------------------------------------
-    def queue_position(self, job_id: str) -> int | None:
-        """0-based position of a queued job (None when it is not queued)."""
-        for pos, queued in enumerate(self.queue):
-            if queued == job_id:
-                return pos
-        return None
+    def lookup(self, job_id: Any) -> JobEntry | None:
+        """The job ``job_id`` names, when it is a valid id this book knows."""
+        return self.jobs.get(job_id) if isinstance(job_id, str) and is_valid_id(job_id) else None
+
+    def public(self, job_id: Any) -> dict[str, Any] | None:
+        """The record of GET /jobs/{job_id}, with ``queue_position`` (0-based) while queued."""
+        entry = self.lookup(job_id)
+        if entry is None:
+            return None
+        record = entry.public()
+        if entry.state == "queued":
+            record["queue_position"] = self.queue.index(job_id) if job_id in self.queue else None
+        return record

@@ -69,7 +69,8 @@ def frame(record: dict[str, Any]) -> bytes:
 def parse(data: bytes) -> tuple[list[dict[str, Any]], int, str | None]:
     """Records in ``data``, the offset where the good part ends, and what stopped
     the read early (None when every byte was a good record)."""
-    records, pos = [], 0
+    records: list[dict[str, Any]] = []
+    pos = 0
     while pos < len(data):
         if len(data) - pos < HEADER.size:
             return records, pos, "truncated header"
@@ -84,7 +85,7 @@ def parse(data: bytes) -> tuple[list[dict[str, Any]], int, str | None]:
             return records, pos, "checksum mismatch"
         try:
             record = wire.unpack(payload)
-        except Exception as exc:  # msgpack raises several unrelated types
+        except wire.WireError as exc:
             return records, pos, f"undecodable record ({exc})"
         if isinstance(record, dict):
             records.append(record)
@@ -170,6 +171,8 @@ class Journal:
         return count
 
     def _fsync(self) -> None:
+        if self._fd is None:
+            raise JournalError("journal is not open")
         os.fsync(self._fd)
         self.fsyncs += 1
 

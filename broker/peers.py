@@ -13,15 +13,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from common.histogram import valid_snapshot
+from common.wire import UPLOADER_COUNTERS
 
 #: WorkerInfo fields the broker keeps (anything else a worker sends is dropped).
 INFO_FIELDS = ("id", "host", "pid", "index", "engine", "model_loaded", "device",
                "inline_images", "busy", "job_id",
                "precision", "backend", "precision_because", "backend_because")
-
-#: Uploader counters the broker keeps (anything else it sends is dropped).
-UPLOADER_COUNTERS = ("delivered", "retried", "dead_lettered", "attempts_2xx", "attempts_3xx",
-                     "attempts_4xx", "attempts_5xx", "attempts_error")
 
 #: Longest accepted worker id, in characters.
 MAX_WORKER_ID = 200

@@ -22,13 +22,17 @@ from __future__ import annotations
 import logging
 import signal
 import time
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import zmq
+from zmq.auth.thread import ThreadAuthenticator
 
 from broker.files import TempStorage
 from broker.journal import Journal, JournalError, restore_book
-from broker.state import FRONT, UPLOADER, WORKERS, BrokerCore, Out
+from broker.protocol import FRONT, UPLOADER, WORKERS, Out
+from broker.state import BrokerCore
 from common import curve
 from common.config import Settings
 from common.logs import event
@@ -52,39 +56,43 @@ log = logging.getLogger("broker")
 
 
 class BrokerServer:
-    """Owns the sockets, the journal and the core; :meth:`run` is the loop."""
+    """Owns the sockets, the journal and the core; :meth:`run` is the loop.
+
+    The constructor replays the journal and binds every socket (raising
+    JournalError, CurveError or ZMQError, with whatever it opened closed).
+    """
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.ctx = zmq.Context()
-        self.auth = None
+        self.auth: ThreadAuthenticator | None = None   #: the CURVE allow-list, when enabled
         self.journal = Journal(settings.state_dir / "broker", group_commit=True)
         self.storage = TempStorage(settings.temp_folder, defer_deletes=True)
         self._outbox: list[Out] = []   #: produced this turn; sent once the journal is synced
         self._failed = False           #: the journal could not be synced: stop, send nothing
-        self._stop = False
-        self._reload = False
+        self._stop = self._reload = False
         self.sockets: dict[str, zmq.Socket] = {}
-        self.core: BrokerCore | None = None
+        self.poller = zmq.Poller()
+        try:
+            book, recovered = restore_book(self.journal, settings.queue.remember_finished)
+            event(log, "journal_replayed", queued=len(book.queue), recovered_in_flight=recovered,
+                  pending_handoff=len(book.pending), known_jobs=len(book.jobs))
+            self.core = BrokerCore(settings.queue, settings.broker, book, self.journal.append,
+                                   self.storage, started_at=time.time(),
+                                   journal_stats=self.journal.stats)
+            self._bind_all()
+        except BaseException:
+            self.close()
+            raise
 
-    # -- start-up --------------------------------------------------------
-    def start(self) -> None:
-        """Replay the journal and bind. Raises JournalError, CurveError or ZMQError."""
-        s = self.settings
-        book, recovered = restore_book(self.journal, s.queue.remember_finished)
-        self.core = BrokerCore(s.queue, s.broker, book, self.journal.append, self.storage,
-                               started_at=time.time(), journal_stats=self.journal.stats)
-        event(log, "journal_replayed", queued=len(book.queue), recovered_in_flight=recovered,
-              pending_handoff=len(book.pending), known_jobs=len(book.jobs))
-        b = s.broker
+    def _bind_all(self) -> None:
+        s, b = self.settings, self.settings.broker
         self.sockets[FRONT] = self._bind(b.frontend_endpoint, MAX_FRAME_BYTES,
                                          "BROKER_FRONTEND_ENDPOINT", mandatory=False)
         self.sockets[UPLOADER] = self._bind(b.uploader_endpoint, MAX_FRAME_BYTES,
                                             "BROKER_UPLOADER_ENDPOINT")
         self.sockets[WORKERS] = self._bind(b.worker_bind, MAX_WORKER_FRAME_BYTES,
-                                           "BROKER_WORKER_BIND",
-                                           secure=b.curve.enabled)
-        self.poller = zmq.Poller()
+                                           "BROKER_WORKER_BIND", secure=b.curve.enabled)
         for sock in self.sockets.values():
             self.poller.register(sock, zmq.POLLIN)
         if not b.curve.enabled and not _is_local(b.worker_bind):
@@ -103,10 +111,9 @@ class BrokerServer:
         # sent to a worker that is gone goes straight back to the queue.
         sock.setsockopt(zmq.ROUTER_MANDATORY, int(mandatory))
         if secure:
-            curve_cfg = self.settings.broker.curve
-            keys_dir = self.settings.resolve(curve_cfg.authorized_keys_dir)
+            keys_dir, secret = self._curve_paths()
             self.auth = curve.start_authenticator(self.ctx, keys_dir)
-            curve.make_server(sock, self.settings.resolve(curve_cfg.server_secret_key_file))
+            curve.make_server(sock, secret)
             event(log, "curve_enabled", authorized_keys_dir=str(keys_dir),
                   keys=len(list(keys_dir.glob("*.key"))))
         try:
@@ -116,6 +123,15 @@ class BrokerServer:
             # the bare "Address already in use" names neither the endpoint nor its setting
             raise zmq.ZMQError(exc.errno, f"{endpoint} ({setting}): {exc.strerror}") from None
         return sock
+
+    def _curve_paths(self) -> tuple[Path, Path]:
+        """The allow-list directory and the server's secret key file."""
+        cfg, resolve = self.settings.broker.curve, self.settings.resolve
+        keys_dir, secret = resolve(cfg.authorized_keys_dir), resolve(cfg.server_secret_key_file)
+        if keys_dir is None or secret is None:  # load_settings refuses this already
+            raise curve.CurveError("broker.curve needs authorized_keys_dir and "
+                                   "server_secret_key_file")
+        return keys_dir, secret
 
     # -- loop ------------------------------------------------------------
     def request_stop(self, *_: Any) -> None:
@@ -132,7 +148,7 @@ class BrokerServer:
             if self._reload:
                 self._reload_keys()
             wait = min(MAX_POLL_S, max(0.0, next_beat - time.monotonic()))
-            ready = dict(self.poller.poll(wait * 1000))
+            ready = dict(self.poller.poll(int(wait * 1000)))
             for channel, sock in self.sockets.items():
                 if sock in ready:
                     self._drain(channel, sock)
@@ -165,15 +181,14 @@ class BrokerServer:
                 continue
             self._guarded(handler, frames[0], frames[1], time.time())
 
-    def _guarded(self, func: Any, *args: Any) -> None:
+    def _guarded(self, func: Callable[..., list[Out]], *args: Any) -> None:
         """Run a core call and queue its output for :meth:`_flush`; a bug is logged,
         never fatal."""
         try:
-            out = func(*args)
-        except Exception:
-            event(log, "internal_error", logging.ERROR, exc_info=True, call=func.__name__)
-            return
-        self._outbox.extend(out)
+            self._outbox.extend(func(*args))
+        except Exception:  # logged with its traceback: event()'s fields, via log.exception
+            log.exception("internal_error", extra={"event": "internal_error",
+                                                   "fields": {"call": func.__name__}})
 
     def _flush(self) -> None:
         """Group commit: fsync the turn's journal records, then delete the photos they
@@ -198,13 +213,10 @@ class BrokerServer:
             try:
                 self.sockets[out.channel].send_multipart([out.peer, out.frame], zmq.NOBLOCK)
             except zmq.ZMQError as exc:
-                if out.about is None:
+                if out.job_id is None:
                     event(log, "send_failed", logging.DEBUG, channel=out.channel, error=str(exc))
-                    continue
-                try:
-                    self._outbox.extend(self.core.undeliverable(out, time.time()))
-                except Exception:
-                    event(log, "internal_error", logging.ERROR, exc_info=True, job_id=out.about)
+                else:
+                    self._guarded(self.core.undeliverable, out, time.time())
 
     def _compact(self) -> None:
         try:
@@ -217,7 +229,7 @@ class BrokerServer:
         if self.auth is None:
             event(log, "curve_reload_skipped", reason="CURVE is not enabled")
             return
-        keys_dir = self.settings.resolve(self.settings.broker.curve.authorized_keys_dir)
+        keys_dir = self._curve_paths()[0]
         try:
             count = curve.reload_keys(self.auth, keys_dir)
         except (OSError, ValueError) as exc:
@@ -252,13 +264,11 @@ def _is_local(endpoint: str) -> bool:
 
 def serve(settings: Settings) -> int:
     """Run the broker until SIGTERM/SIGINT; returns the process exit code."""
-    server = BrokerServer(settings)
     try:
-        server.start()
+        server = BrokerServer(settings)
     except (JournalError, curve.CurveError, zmq.ZMQError) as exc:
         error = f"cannot bind: {exc}" if isinstance(exc, zmq.ZMQError) else str(exc)
         event(log, "broker_start_failed", logging.CRITICAL, error=error)
-        server.close()
         return 2 if isinstance(exc, curve.CurveError) else 1
     signal.signal(signal.SIGTERM, server.request_stop)
     signal.signal(signal.SIGINT, server.request_stop)

@@ -4,8 +4,8 @@ No sockets and no clock reads: the caller passes each decoded-or-not frame
 with the peer's routing id and the current wall-clock time ``now``, and gets
 back the frames to send (:class:`Out`). Side effects go through two injected
 objects: ``journal`` (a callable that durably appends one record, raising
-:class:`broker.journal.JournalError`) and ``storage`` (:class:`Storage`, the
-only thing that touches files).
+:class:`broker.journal.JournalError`) and ``storage`` (:class:`broker.protocol.Storage`,
+the only thing that touches files). The uploader's side is :class:`broker.handoff.Handoff`.
 
 Rules kept here and nowhere else:
 
@@ -32,24 +32,21 @@ Rules kept here and nowhere else:
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Protocol
+from collections.abc import Callable
+from typing import Any
 
 from broker.checks import MAX_DETAIL, MAX_REASON, job_problem, masks_problem, text
 from broker.files import StorageError
-from broker.handoff import UPLOADER, HandoffMixin
+from broker.handoff import Handoff
 from broker.jobs import JobBook, JobEntry
 from broker.journal import JournalError
-from broker.peers import UploaderEntry, WorkerEntry, WorkerRegistry, clean_info
+from broker.peers import WorkerEntry, WorkerRegistry, clean_info
+from broker.protocol import FRONT, UPLOADER, WORKERS, Out, Storage
 from broker.stats import build_stats
 from common import wire
 from common.config import BrokerSettings, QueueSettings
 from common.histogram import Histograms
-from common.ids import is_valid_id
 from common.logs import event
-
-#: Channel names used in :class:`Out` (one per ROUTER socket).
-FRONT, WORKERS = "front", "workers"
 
 #: Seconds dispatch pauses after a result could not be stored (disk full or
 #: read-only): the job waits at the head of the queue instead of spending its
@@ -59,30 +56,7 @@ STORAGE_RETRY_S = 5.0
 log = logging.getLogger("broker")
 
 
-class Storage(Protocol):
-    """What the core needs from the file system (see :class:`broker.files.TempStorage`)."""
-
-    def owns(self, path: str) -> bool: ...
-    def store_masks(self, job_id: str, masks: Mapping[str, bytes]) -> dict[str, str]: ...
-    def read_image(self, path: str) -> bytes | None: ...
-    def delete_input(self, path: str) -> None: ...
-
-
-@dataclass
-class Out:
-    """One frame to send on ``channel`` to routing id ``peer``.
-
-    ``about`` names the job a ``job`` dispatch carries, so the server can
-    report it with :meth:`BrokerCore.undeliverable` when the send fails.
-    """
-
-    channel: str
-    peer: bytes
-    frame: bytes
-    about: str | None = None
-
-
-class BrokerCore(HandoffMixin):
+class BrokerCore:
     """The broker's state and decisions; see the module docstring."""
 
     def __init__(self, queue: QueueSettings, broker: BrokerSettings, book: JobBook,
@@ -93,22 +67,17 @@ class BrokerCore(HandoffMixin):
         self.journal_stats = journal_stats   #: the journal's own figures, for ``stats``
         self.started_at = started_at
         self.workers = WorkerRegistry()
-        self.uploader: UploaderEntry | None = None
-        self.uploader_counters: dict[str, int] = {}
-        self.sent_at: dict[str, float] = {}   #: job_id -> when its deliver was last sent
         self.stopping = False
         self.paused_until = 0.0   #: no dispatch before this time (storage trouble)
         self.worker_seen_at = started_at   #: when a worker was last heard from
         #: durations seen by the broker and reported by workers (see broker.stats)
         self.timings = Histograms()
-        self.uploader_timings: dict[str, dict] = {}
-        self.uploader_spool: dict[str, int] = {}
+        self.handoff = Handoff(book, self._commit, self.timings)
         self._out: list[Out] = []
 
     # -- plumbing --------------------------------------------------------
-    def _emit(self, channel: str, peer: bytes, msg_type: str, about: str | None = None,
-              **fields: Any) -> None:
-        self._out.append(Out(channel, peer, wire.encode(msg_type, **fields), about))
+    def _emit(self, channel: str, peer: bytes, msg_type: str, **fields: Any) -> None:
+        self._out.append(Out(channel, peer, wire.encode(msg_type, **fields)))
 
     def _flush(self, now: float) -> list[Out]:
         self._dispatch(now)
@@ -144,11 +113,7 @@ class BrokerCore(HandoffMixin):
             if kind == "submit":
                 self._emit(FRONT, peer, "submitted", req=req, **self._submit(msg["job"], now))
             elif kind == "job":
-                entry = self._lookup(msg.get("job_id"))
-                record = None if entry is None else entry.public()
-                if record is not None and entry.state == "queued":
-                    record["queue_position"] = self.book.queue_position(entry.job_id)
-                self._emit(FRONT, peer, "job", req=req, record=record)
+                self._emit(FRONT, peer, "job", req=req, record=self.book.public(msg.get("job_id")))
             elif kind == "stats":
                 self._emit(FRONT, peer, "stats", req=req, stats=self.stats(now))
             elif kind == "room":
@@ -157,11 +122,6 @@ class BrokerCore(HandoffMixin):
                 event(log, "invalid_frame", logging.WARNING, channel=FRONT,
                       error=f"unexpected message type {kind!r}")
         return self._flush(now)
-
-    def _lookup(self, job_id: Any) -> JobEntry | None:
-        if not isinstance(job_id, str) or not is_valid_id(job_id):
-            return None
-        return self.book.jobs.get(job_id)
 
     def _submit(self, job: Any, now: float) -> dict[str, Any]:
         """Accept, refuse or recognise one job; returns the ``submitted`` fields."""
@@ -206,19 +166,18 @@ class BrokerCore(HandoffMixin):
                    error: str | None = None) -> dict[str, Any]:
         fields = {"outcome": outcome, "state": state, "queue_size": len(self.book.queue),
                   "queue_max": self.queue_cfg.max_size}
-        if error is not None:
-            fields["error"] = error
-        return fields
+        return fields if error is None else {**fields, "error": error}
 
     def no_worker_s(self, now: float) -> float:
         """Seconds since a worker was last alive (0 while one is connected)."""
-        if self.workers.by_name:
-            return 0.0
-        return max(0.0, now - self.worker_seen_at)
+        return 0.0 if self.workers.by_name else max(0.0, now - self.worker_seen_at)
 
     def stats(self, now: float) -> dict[str, Any]:
         """The ``stats`` reply (see :func:`broker.stats.build_stats`)."""
-        return build_stats(self, now)
+        return build_stats(self.book, self.workers.all(), self.handoff, self.queue_cfg,
+                           self.timings.snapshot(), self.journal_stats and self.journal_stats(),
+                           now=now, uptime_s=now - self.started_at,
+                           no_worker_s=self.no_worker_s(now))
 
     # -- workers ---------------------------------------------------------
     def handle_worker(self, peer: bytes, frame: bytes, now: float) -> list[Out]:
@@ -265,7 +224,7 @@ class BrokerCore(HandoffMixin):
 
     def _held(self, worker: WorkerEntry, msg: dict[str, Any]) -> JobEntry | None:
         """The job a result/failure is about, if ``worker`` holds its current attempt."""
-        entry = self._lookup(msg.get("job_id"))
+        entry = self.book.lookup(msg.get("job_id"))
         if (entry is None or entry.state != "processing" or entry.worker != worker.name
                 or entry.job["attempt"] != msg.get("attempt")):
             event(log, f"stale_{msg['type']}", logging.WARNING, job_id=text(msg.get("job_id"), 130),
@@ -305,7 +264,7 @@ class BrokerCore(HandoffMixin):
             # Unjournalled, a crash replays the job as in flight and runs it again, which
             # needs the photo; the uploader removes it once the job is delivered.
             self.storage.delete_input(entry.job["image_path"])
-        self._deliver(entry, now)
+        self._out.extend(self.handoff.deliver([entry], now))
 
     def _observe_stages(self, timings: Any) -> None:
         """A result's per-stage times (``stages_ms``: stage -> ms) into the histograms."""
@@ -339,7 +298,7 @@ class BrokerCore(HandoffMixin):
 
     def _release(self, worker: WorkerEntry, reason: str, now: float, count: bool = True) -> None:
         """Take the job ``worker`` holds away from it, back to the head of the queue."""
-        entry = self.book.jobs.get(worker.job_id)
+        entry = self.book.lookup(worker.job_id)
         worker.job_id = worker.deadline = None
         if entry is not None and entry.state == "processing" and entry.worker == worker.name:
             self._requeue(entry, reason, now, count=count)
@@ -382,8 +341,9 @@ class BrokerCore(HandoffMixin):
             image = None
             if worker.inline_images:
                 image = self.storage.read_image(entry.job["image_path"])
-            self._emit(WORKERS, worker.peer, "job", about=entry.job_id, job=dict(entry.job),
-                       image=image, deadline_s=self.queue_cfg.job_deadline_s)
+            self._out.append(Out(WORKERS, worker.peer, wire.encode(
+                "job", job=dict(entry.job), image=image, deadline_s=self.queue_cfg.job_deadline_s),
+                job_id=entry.job_id))
             event(log, "job_dispatched", job_id=entry.job_id, worker=worker.name,
                   attempt=entry.job["attempt"], inline=image is not None,
                   waited_s=round(now - (entry.submitted_at or now), 3))
@@ -391,11 +351,19 @@ class BrokerCore(HandoffMixin):
     def undeliverable(self, out: Out, now: float) -> list[Out]:
         """A dispatch could not be sent: that worker is gone; its job goes back uncounted."""
         worker = self.workers.lookup(out.peer)
-        if worker is not None and worker.job_id == out.about:
-            event(log, "worker_lost", logging.WARNING, worker=worker.name, job_id=out.about,
+        if worker is not None and worker.job_id == out.job_id:
+            event(log, "worker_lost", logging.WARNING, worker=worker.name, job_id=out.job_id,
                   why="unreachable")
             self.workers.remove(worker)
             self._release(worker, "worker_unreachable", now, count=False)
+        return self._flush(now)
+
+    # -- uploader --------------------------------------------------------
+    def handle_uploader(self, peer: bytes, frame: bytes, now: float) -> list[Out]:
+        """One frame from the uploader's DEALER (see :class:`broker.handoff.Handoff`)."""
+        msg = self._decode(frame, UPLOADER)
+        if msg is not None:
+            self._out.extend(self.handoff.handle(peer, msg, now))
         return self._flush(now)
 
     # -- time ------------------------------------------------------------
@@ -411,13 +379,14 @@ class BrokerCore(HandoffMixin):
                 event(log, "job_deadline_exceeded", logging.WARNING, job_id=worker.job_id,
                       worker=worker.name, deadline_s=self.queue_cfg.job_deadline_s)
                 self._release(worker, "deadline_exceeded", now)  # it stays busy until `ready`
-        self._resend_due(now)
+        self._out.extend(self.handoff.tick(now, silent_before=cutoff))
         return self._flush(now)
 
     def heartbeats(self) -> list[Out]:
         """A heartbeat for every connected worker and the uploader."""
         beat = wire.encode("heartbeat")
         out = [Out(WORKERS, w.peer, beat) for w in self.workers.all()]
-        if self.uploader is not None:
-            out.append(Out(UPLOADER, self.uploader.peer, beat))
+        if self.handoff.uploader is not None:
+            out.append(Out(UPLOADER, self.handoff.uploader.peer, beat))
         return out
+

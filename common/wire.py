@@ -37,8 +37,7 @@ broker -> worker:
 
 uploader -> broker:
     ``ready``     {counters}                  connected / reconnected
-    ``heartbeat`` {counters, timings, spool}  counters: delivered, retried, dead_lettered,
-                                              attempts_2xx/3xx/4xx/5xx/error; timings:
+    ``heartbeat`` {counters, timings, spool}  counters: :data:`UPLOADER_COUNTERS`; timings:
                                               {"upload": histogram (common.histogram)};
                                               spool: {depth, dead}
     ``ack``       {job_id}                    job durably spooled; broker forgets the hand-off
@@ -64,8 +63,16 @@ import msgpack
 #: Schema version carried by every message; a peer refuses other versions.
 VERSION = 1
 
-#: Job states as reported by GET /jobs/{job_id}.
+#: Job states as reported by GET /jobs/{job_id}. The uploader reports the last three; a job
+#: ends in one of the last two (a dead letter that ``uploader redrive`` delivers goes on to done).
 STATES = ("queued", "processing", "uploading", "done", "failed")
+UPLOAD_STATES, FINAL_STATES = STATES[2:], STATES[3:]
+
+#: The uploader's counters (``ready`` / ``heartbeat``): its HTTP attempts count by the answer's
+#: status class (``error``: no answer).
+ATTEMPT_CLASSES = ("2xx", "3xx", "4xx", "5xx", "error")
+UPLOADER_COUNTERS = ("delivered", "retried", "dead_lettered",
+                     *(f"attempts_{c}" for c in ATTEMPT_CLASSES))
 
 #: Mask file stems, as uploaded (``<name>.png``).
 UPPER, LOWER, SEG_MAP = "upper_body_mask", "lower_body_mask", "seg_map"
@@ -109,10 +116,7 @@ def encode(msg_type: str, **fields: Any) -> bytes:
 
 def decode(frame: bytes) -> dict[str, Any]:
     """Parse and check one frame; raises :class:`WireError` on anything malformed."""
-    try:
-        msg = msgpack.unpackb(frame, raw=False, strict_map_key=True)
-    except Exception as exc:  # msgpack raises several unrelated types
-        raise WireError(f"not msgpack: {exc}") from None
+    msg = unpack(frame)
     if not isinstance(msg, dict):
         raise WireError("message is not a map")
     if msg.get("v") != VERSION:
@@ -123,17 +127,11 @@ def decode(frame: bytes) -> dict[str, Any]:
     missing = [f for f in REQUIRED[msg_type] if f not in msg]
     if missing:
         raise WireError(f"{msg_type} message lacks {', '.join(missing)}")
-    if "job" in msg and isinstance(msg["job"], dict):
-        check_job(msg["job"])
+    if isinstance(msg.get("job"), dict):
+        missing = [f for f in JOB_FIELDS if f not in msg["job"]]
+        if missing:
+            raise WireError(f"job lacks {', '.join(missing)}")
     return msg
-
-
-def check_job(job: dict[str, Any]) -> dict[str, Any]:
-    """Raise :class:`WireError` unless ``job`` has every Job field."""
-    missing = [f for f in JOB_FIELDS if f not in job]
-    if missing:
-        raise WireError(f"job lacks {', '.join(missing)}")
-    return job
 
 
 def make_job(job_id: str, user_id: str, provider: str, image_path: str,
@@ -149,4 +147,8 @@ def pack(obj: Any) -> bytes:
 
 
 def unpack(data: bytes) -> Any:
-    return msgpack.unpackb(data, raw=False)
+    """The object :func:`pack` wrote; raises :class:`WireError` on malformed bytes."""
+    try:
+        return msgpack.unpackb(data, raw=False, strict_map_key=True)
+    except (ValueError, TypeError, msgpack.UnpackException) as exc:  # what msgpack raises
+        raise WireError(f"not msgpack: {exc}") from None

@@ -21,12 +21,9 @@ from pathlib import Path
 
 from common.files import atomic_write, private_dir
 from common.ids import is_valid_id
-from common.wire import encode, pack, unpack
+from common.wire import FINAL_STATES, encode, pack, unpack
 
 from .records import file_lock
-
-#: States after which a job's state never changes again.
-TERMINAL_STATES = ("done", "failed")
 
 
 @dataclass
@@ -55,7 +52,7 @@ class Outbox:
         fields = {"job_id": job_id, "state": state, "reason": reason, "detail": detail,
                   "written_ns": time.time_ns()}
         with self._lock, file_lock(self._lock_path):
-            atomic_write(self.dir / job_id, pack(fields), sync=state in TERMINAL_STATES)
+            atomic_write(self.dir / job_id, pack(fields), sync=state in FINAL_STATES)
             self._entries[job_id] = _Entry(fields, fields["written_ns"])
 
     def rescan(self) -> int:

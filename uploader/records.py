@@ -15,21 +15,18 @@ from typing import Iterator
 
 from common.files import FILE_MODE, atomic_write, fsync_dir, private_dir
 from common.ids import is_valid_id
+from common.wire import UPLOADER_COUNTERS as COUNTER_NAMES
 
 #: Delivered job ids remembered for duplicate detection (the broker's default
 #: ``queue.remember_finished``), in jobs.
 LEDGER_KEEP = 10_000
 #: Additions between two trims of the ledger, in jobs.
 LEDGER_TRIM_EVERY = 100
-#: HTTP attempts are counted by the answer's status class (``error``: no answer).
-ATTEMPT_CLASSES = ("2xx", "3xx", "4xx", "5xx", "error")
-#: Names of the counters reported in ``ready`` / ``heartbeat``.
-COUNTER_NAMES = ("delivered", "retried", "dead_lettered",
-                 *(f"attempts_{c}" for c in ATTEMPT_CLASSES))
 
 
 def attempt_class(status: int | None) -> str:
-    """The :data:`ATTEMPT_CLASSES` entry of an attempt's HTTP status (None: no answer)."""
+    """The :data:`common.wire.ATTEMPT_CLASSES` entry of an attempt's HTTP status
+    (None: no answer)."""
     if status is None or not 200 <= status < 600:
         return "error"
     return f"{status // 100}xx"

@@ -8,7 +8,8 @@ from typing import Any
 from broker.files import StorageError
 from broker.jobs import JobBook
 from broker.journal import JournalError
-from broker.state import FRONT, UPLOADER, WORKERS, BrokerCore, Out
+from broker.protocol import FRONT, UPLOADER, WORKERS, Out
+from broker.state import BrokerCore
 from common import wire
 from common.config import BrokerSettings, QueueSettings
 
@@ -68,7 +69,7 @@ class Harness:
                                self.storage, started_at=1000.0)
         self.now = 1000.0
 
-    def at(self, now: float) -> "Harness":
+    def at(self, now: float) -> Harness:
         self.now = now
         return self
 

@@ -89,7 +89,6 @@ class LoopRig:
         self.temp = Path(self.env["TEMP_FOLDER"])
         self.temp.mkdir(parents=True)
         self.server = BrokerServer(load_settings(environ=self.env))
-        self.server.start()
         self.code: list[int] = []
         self.thread = threading.Thread(target=lambda: self.code.append(self.server.run()),
                                        daemon=True)

@@ -1,6 +1,6 @@
 """The broker core on its own: submission outcomes and the FIFO dispatch rule."""
 
-from broker.state import FRONT
+from broker.protocol import FRONT
 from common import wire
 from tests.broker.fakes import ROOT, Harness, dispatched, reply
 

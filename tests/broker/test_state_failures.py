@@ -1,6 +1,7 @@
 """The broker core on its own: lost workers, deadlines, retries and stale results."""
 
-from broker.state import STORAGE_RETRY_S, WORKERS, Out
+from broker.protocol import WORKERS, Out
+from broker.state import STORAGE_RETRY_S
 from common import wire
 from tests.broker.fakes import MASKS, ROOT, Harness, dispatched
 
@@ -117,7 +118,8 @@ def test_worker_reconnecting_with_a_new_socket_still_delivers_its_result():
 def test_undeliverable_dispatch_requeues_without_spending_an_attempt():
     h = Harness()
     h.submit("j0")
-    out = [o for o in h.worker("w1") if o.channel == WORKERS][0]
+    out = next(o for o in h.worker("w1") if o.channel == WORKERS)
+    assert out.job_id == "j0"
     h.core.undeliverable(out, h.now)
     assert h.query("j0")["state"] == "queued" and h.book.jobs["j0"].job["attempt"] == 0
     assert h.stats()["workers"] == 0

@@ -32,10 +32,8 @@ from typing import Any, Protocol
 
 import requests
 
+from common.wire import FINAL_STATES
 from tests.support.receiver import Receiver
-
-#: States after which a job never changes.
-FINAL_STATES = ("done", "failed")
 
 #: Figures summed over every ledger settled in this test session (for the summary line).
 TOTALS: Counter = Counter()
