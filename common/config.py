@@ -1,24 +1,30 @@
-"""The service's configuration: one frozen object built once from ``config.yaml``
-and the environment.
+"""The service's configuration: one frozen object built once from the defaults
+below, a config file and the environment.
 
-Only each process's ``main()`` calls :func:`load_settings`; everything else gets
-the :class:`Settings` object (or the section it needs) as an argument. A bad
-value stops start-up with a :class:`ConfigError` that names the setting.
+The dataclasses are the one source of every setting: its type (a ``Literal``
+lists the accepted words), default, environment variable (:class:`Env`) and the
+rules its value must keep (:class:`Rule`). ``config.yaml`` shows them all,
+commented out; a config file holds only what it changes. Only each process's
+``main()`` calls :func:`load_settings`; everything else gets the :class:`Settings`
+(or the section it needs) as an argument. A bad value stops start-up with a
+:class:`ConfigError` that names the setting.
 """
-
-from __future__ import annotations
 
 import dataclasses
 import math
 import os
+import typing
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Annotated, Any, Literal, get_args, get_origin, get_type_hints
 
 import yaml
 
 #: Default location of the configuration file, relative to the project root.
 DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent.parent / "config.yaml"
+#: Environment variable naming the config file (the seed's name for it).
+CONFIG_PATH_ENV = "SCHP_CONFIG_PATH"
 
 
 class ConfigError(Exception):
@@ -26,13 +32,45 @@ class ConfigError(Exception):
 
 
 @dataclass(frozen=True)
+class Env:
+    """Field annotation: the environment variable that overrides the setting."""
+    name: str
+
+
+@dataclass(frozen=True)
+class Rule:
+    """Field annotation: ``test(value)`` must hold for a set value, else the
+    setting is refused with ``message`` (``{}`` is replaced by the value)."""
+    test: Callable[[Any], bool]
+    message: str
+
+
+def at_least(low: int) -> Rule:
+    return Rule(lambda v: v >= low, f"must be at least {low}, got {{}}")
+
+
+POSITIVE = Rule(lambda v: v > 0, "must be positive")
+NOT_NEGATIVE = Rule(lambda v: v >= 0, "must not be negative")
+ENDPOINT = Rule(lambda v: v.startswith(("tcp://", "ipc://", "inproc://")),
+                "must be a ZeroMQ endpoint such as tcp://127.0.0.1:5555, got {!r}")
+LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+Engine = Literal["auto", "parser", "schp", "pose"]
+Device = Literal["auto", "cpu", "cuda"]
+Dataset = Literal["auto", "atr", "lip", "pascal"]
+Precision = Literal["auto", "fp32", "bf16"]
+Backend = Literal["auto", "openvino", "eager"]
+
+
+@dataclass(frozen=True)
 class ServerSettings:
-    host: str = "0.0.0.0"
-    port: int = 8003
-    max_upload_mb: float = 20.0
-    max_image_pixels: int = 40_000_000
-    api_key: str | None = None
-    broker_timeout_s: float = 5.0
+    host: Annotated[str, Env("HOST")] = "0.0.0.0"
+    port: Annotated[int, Env("PORT"), Rule(lambda v: 1 <= v <= 65535, "must be 1-65535, got {}")] = 8003
+    max_upload_mb: Annotated[float, Env("MAX_UPLOAD_MB"), POSITIVE] = 20.0
+    max_image_pixels: Annotated[int, Env("MAX_IMAGE_PIXELS"), POSITIVE] = 40_000_000
+    api_key: Annotated[str | None, Env("API_KEY"), Rule(
+        bool, "must not be empty (leave it unset to serve without a key)")] = None
+    broker_timeout_s: Annotated[float, POSITIVE] = 5.0
 
     @property
     def max_upload_bytes(self) -> int:
@@ -41,30 +79,33 @@ class ServerSettings:
 
 @dataclass(frozen=True)
 class QueueSettings:
-    max_size: int = 100
-    job_deadline_s: float = 300.0
-    max_attempts: int = 5
-    remember_finished: int = 10_000
+    max_size: Annotated[int, Env("QUEUE_MAX_SIZE"), at_least(1)] = 100
+    job_deadline_s: Annotated[float, Env("JOB_DEADLINE_S"), POSITIVE] = 300.0
+    max_attempts: Annotated[int, at_least(1)] = 5
+    #: Finished jobs the broker remembers, and delivered ones the uploader does.
+    remember_finished: Annotated[int, NOT_NEGATIVE] = 10_000
     #: Seconds without any live worker after which POST /process answers 503 (a worker
     #: restart takes less, so it refuses nothing); counted from the broker's start too.
-    no_worker_grace_s: float = 60.0
+    no_worker_grace_s: Annotated[float, Env("NO_WORKER_GRACE_S"), NOT_NEGATIVE] = 60.0
 
 
 @dataclass(frozen=True)
 class CurveSettings:
-    enabled: bool = False
-    server_secret_key_file: str | None = None
-    authorized_keys_dir: str | None = None
+    enabled: Annotated[bool, Env("BROKER_CURVE")] = False
+    server_secret_key_file: Annotated[str | None, Env("BROKER_CURVE_SECRET_FILE")] = None
+    authorized_keys_dir: Annotated[str | None, Env("BROKER_CURVE_AUTHORIZED_DIR")] = None
 
 
 @dataclass(frozen=True)
 class BrokerSettings:
-    frontend_endpoint: str = "tcp://127.0.0.1:5555"
-    worker_bind: str = "tcp://127.0.0.1:5556"
-    worker_connect: str = "tcp://127.0.0.1:5556"
-    uploader_endpoint: str = "tcp://127.0.0.1:5557"
-    heartbeat_interval_s: float = 1.0
-    heartbeat_liveness: int = 5
+    frontend_endpoint: Annotated[str, Env("BROKER_FRONTEND_ENDPOINT"), ENDPOINT] = \
+        "tcp://127.0.0.1:5555"
+    worker_bind: Annotated[str, Env("BROKER_WORKER_BIND"), ENDPOINT] = "tcp://127.0.0.1:5556"
+    worker_connect: Annotated[str, Env("BROKER_WORKER_ENDPOINT"), ENDPOINT] = "tcp://127.0.0.1:5556"
+    uploader_endpoint: Annotated[str, Env("BROKER_UPLOADER_ENDPOINT"), ENDPOINT] = \
+        "tcp://127.0.0.1:5557"
+    heartbeat_interval_s: Annotated[float, Env("HEARTBEAT_INTERVAL_S"), POSITIVE] = 1.0
+    heartbeat_liveness: Annotated[int, at_least(2)] = 5
     curve: CurveSettings = field(default_factory=CurveSettings)
 
     @property
@@ -75,20 +116,27 @@ class BrokerSettings:
 
 @dataclass(frozen=True)
 class PathSettings:
-    temp_folder: str = "var/tmp"
-    state_dir: str = "var/state"
+    temp_folder: Annotated[str, Env("TEMP_FOLDER")] = "var/tmp"
+    state_dir: Annotated[str, Env("STATE_DIR")] = "var/state"
 
 
 @dataclass(frozen=True)
 class WorkerSettings:
-    count: int = 2
-    threads: int = 1
-    device: str = "auto"
-    cpu_affinity: bool = True
-    inline_images: bool = False
-    curve_secret_key_file: str | None = None
-    curve_server_key_file: str | None = None
-    gpus: str | None = None
+    count: Annotated[int, Env("WORKER_COUNT"), at_least(1)] = 2
+    threads: Annotated[int, Env("WORKER_THREADS"), at_least(1)] = 1
+    device: Annotated[Device, Env("SCHP_DEVICE")] = "auto"
+    cpu_affinity: Annotated[bool, Env("WORKER_CPU_AFFINITY")] = True
+    inline_images: Annotated[bool, Env("WORKER_INLINE_IMAGES")] = False
+    curve_secret_key_file: Annotated[str | None, Env("WORKER_CURVE_SECRET_FILE")] = None
+    curve_server_key_file: Annotated[str | None, Env("WORKER_CURVE_SERVER_KEY_FILE")] = None
+    gpus: Annotated[str | None, Env("WORKER_GPUS"), Rule(
+        lambda v: all(p.strip().isdigit() for p in v.split(",")),
+        "must be comma-separated GPU numbers like 0,1, got {!r}")] = None
+
+    @property
+    def gpu_ids(self) -> list[str]:
+        """``gpus`` as a list: ``"0, 1"`` -> ``["0", "1"]``; unset -> ``[]``."""
+        return [part.strip() for part in self.gpus.split(",")] if self.gpus else []
 
 
 @dataclass(frozen=True)
@@ -97,35 +145,42 @@ class LabelSet:
     lower: tuple[int, ...]
 
 
+#: The label ids that make each mask, per SCHP dataset (docs/schp.md).
+SCHP_LABELS = {"atr": LabelSet(upper=(4, 7), lower=(5, 6, 7)),
+               "lip": LabelSet(upper=(5, 6, 7, 10), lower=(6, 9, 10, 12)),
+               "pascal": LabelSet(upper=(2, 3, 4), lower=(5, 6))}
+
+
 @dataclass(frozen=True)
 class SchpSettings:
-    weights: str | None = None
-    dataset: str = "auto"
-    flip: bool = False
-    precision: str = "auto"
-    backend: str = "auto"
-    bf16: bool | None = None   #: deprecated (SCHP_BF16): true = bf16, false = fp32
-    labels: Mapping[str, LabelSet] = field(default_factory=dict)
+    weights: Annotated[str | None, Env("SCHP_WEIGHTS")] = None
+    dataset: Annotated[Dataset, Env("SCHP_DATASET")] = "auto"
+    flip: Annotated[bool, Env("SCHP_FLIP")] = False
+    precision: Annotated[Precision, Env("SCHP_PRECISION")] = "auto"
+    backend: Annotated[Backend, Env("SCHP_BACKEND")] = "auto"
+    bf16: Annotated[bool | None, Env("SCHP_BF16")] = None  #: deprecated: true = bf16, false = fp32
+    labels: Mapping[str, LabelSet] = field(default_factory=lambda: dict(SCHP_LABELS))
 
 
 @dataclass(frozen=True)
 class ParserSettings:
-    weights: str | None = None
+    weights: Annotated[str | None, Env("PARSER_WEIGHTS")] = None
     labels: LabelSet = LabelSet(upper=(1, 3), lower=(2, 3))
 
 
 @dataclass(frozen=True)
 class RefineSettings:
     fill_holes: bool = True
-    min_speck_fraction: float = 0.002
-    dilation_fraction: float = 0.0
+    min_speck_fraction: Annotated[float, Rule(lambda v: 0 <= v < 1, "must be in [0, 1)")] = 0.002
+    dilation_fraction: Annotated[float, Rule(lambda v: 0 <= v <= 0.05, "must be in [0, 0.05] "
+                                             "(a share of the image diagonal)")] = 0.0
     single_person: bool = True
 
 
 @dataclass(frozen=True)
 class SegmentationSettings:
-    engine: str = "auto"
-    write_seg_map: bool = False
+    engine: Annotated[Engine, Env("SEGMENTATION_ENGINE")] = "auto"
+    write_seg_map: Annotated[bool, Env("WRITE_SEG_MAP")] = False
     schp: SchpSettings = field(default_factory=SchpSettings)
     parser: ParserSettings = field(default_factory=ParserSettings)
     refine: RefineSettings = field(default_factory=RefineSettings)
@@ -144,19 +199,21 @@ class SegmentationSettings:
 
 @dataclass(frozen=True)
 class UploadSettings:
-    url: str | None = None
-    secret: str | None = field(default=None, repr=False)
-    ca_bundle: str | None = None
-    connect_timeout_s: float = 5.0
-    read_timeout_s: float = 30.0
-    retries: int = 5
-    backoff_base_s: float = 1.0
+    url: Annotated[str | None, Env("MASK_ASSET_URL"), Rule(
+        lambda v: v.startswith(("http://", "https://")), "must be an http:// or https:// URL")] = None
+    secret: Annotated[str | None, Env("MASK_COMPONENT_SECRET")] = field(default=None, repr=False)
+    ca_bundle: Annotated[str | None, Env("MASK_ASSET_CA_BUNDLE")] = None
+    connect_timeout_s: Annotated[float, POSITIVE] = 5.0
+    read_timeout_s: Annotated[float, POSITIVE] = 30.0
+    retries: Annotated[int, Rule(lambda v: 0 <= v <= 20, "must be 0-20")] = 5  #: after the first
+    backoff_base_s: Annotated[float, Env("UPLOAD_BACKOFF_BASE_S"), NOT_NEGATIVE] = 1.0
     backoff_jitter_s: float = 0.25
 
 
 @dataclass(frozen=True)
 class LoggingSettings:
-    level: str = "INFO"
+    level: Annotated[str, Env("LOG_LEVEL"), Rule(
+        lambda v: v.upper() in LEVELS, f"must be one of {', '.join(LEVELS)}, got {{!r}}")] = "INFO"
 
 
 @dataclass(frozen=True)
@@ -171,6 +228,11 @@ class Settings:
     logging: LoggingSettings = field(default_factory=LoggingSettings)
     #: Directory of the config file; relative paths in it are resolved against it.
     base_dir: str = "."
+
+    @typing.overload
+    def resolve(self, path: str) -> Path: ...
+    @typing.overload
+    def resolve(self, path: str | None) -> Path | None: ...
 
     def resolve(self, path: str | None) -> Path | None:
         """An absolute path for a path setting (relative ones are from ``base_dir``)."""
@@ -188,89 +250,97 @@ class Settings:
         return self.resolve(self.paths.state_dir)
 
 
-#: Environment variable -> dotted setting. The README's settings table mirrors this.
-ENV_OVERRIDES: dict[str, str] = {
-    "HOST": "server.host",
-    "PORT": "server.port",
-    "MAX_UPLOAD_MB": "server.max_upload_mb",
-    "MAX_IMAGE_PIXELS": "server.max_image_pixels",
-    "API_KEY": "server.api_key",
-    "QUEUE_MAX_SIZE": "queue.max_size",
-    "JOB_DEADLINE_S": "queue.job_deadline_s",
-    "NO_WORKER_GRACE_S": "queue.no_worker_grace_s",
-    "BROKER_FRONTEND_ENDPOINT": "broker.frontend_endpoint",
-    "BROKER_WORKER_BIND": "broker.worker_bind",
-    "BROKER_WORKER_ENDPOINT": "broker.worker_connect",
-    "BROKER_UPLOADER_ENDPOINT": "broker.uploader_endpoint",
-    "HEARTBEAT_INTERVAL_S": "broker.heartbeat_interval_s",
-    "BROKER_CURVE": "broker.curve.enabled",
-    "BROKER_CURVE_SECRET_FILE": "broker.curve.server_secret_key_file",
-    "BROKER_CURVE_AUTHORIZED_DIR": "broker.curve.authorized_keys_dir",
-    "TEMP_FOLDER": "paths.temp_folder",
-    "STATE_DIR": "paths.state_dir",
-    "WORKER_COUNT": "workers.count",
-    "WORKER_THREADS": "workers.threads",
-    "SCHP_DEVICE": "workers.device",
-    "WORKER_CPU_AFFINITY": "workers.cpu_affinity",
-    "WORKER_INLINE_IMAGES": "workers.inline_images",
-    "WORKER_CURVE_SECRET_FILE": "workers.curve_secret_key_file",
-    "WORKER_CURVE_SERVER_KEY_FILE": "workers.curve_server_key_file",
-    "WORKER_GPUS": "workers.gpus",
-    "SEGMENTATION_ENGINE": "segmentation.engine",
-    "WRITE_SEG_MAP": "segmentation.write_seg_map",
-    "SCHP_WEIGHTS": "segmentation.schp.weights",
-    "PARSER_WEIGHTS": "segmentation.parser.weights",
-    "SCHP_DATASET": "segmentation.schp.dataset",
-    "SCHP_FLIP": "segmentation.schp.flip",
-    "SCHP_PRECISION": "segmentation.schp.precision",
-    "SCHP_BACKEND": "segmentation.schp.backend",
-    "SCHP_BF16": "segmentation.schp.bf16",
-    "MASK_ASSET_URL": "upload.url",
-    "MASK_COMPONENT_SECRET": "upload.secret",
-    "MASK_ASSET_CA_BUNDLE": "upload.ca_bundle",
-    "UPLOAD_BACKOFF_BASE_S": "upload.backoff_base_s",
-    "LOG_LEVEL": "logging.level",
-}
-
-#: Environment variable naming the config file (the seed's name for it).
-CONFIG_PATH_ENV = "SCHP_CONFIG_PATH"
-
-_ENGINES = ("auto", "parser", "schp", "pose")
-_DEVICES = ("auto", "cpu", "cuda")
-_DATASETS = ("auto", "atr", "lip", "pascal")
-_PRECISIONS = ("auto", "fp32", "bf16")
-_BACKENDS = ("auto", "openvino", "eager")
-_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+@dataclass(frozen=True)
+class _Spec:
+    """What the annotations say about one setting."""
+    kind: Any                 #: bool, int, float, str, a Literal, LabelSet, a Mapping or a section
+    optional: bool            #: None is a value (``X | None``)
+    env: str | None
+    rules: tuple[Rule, ...]
 
 
-def load_settings(path: str | os.PathLike | None = None,
+def _is_section(kind: Any) -> bool:
+    return dataclasses.is_dataclass(kind) and kind is not LabelSet
+
+
+def _specs(cls: type, prefix: str = "") -> dict[str, _Spec]:
+    """Every setting under section ``cls``, by dotted name, sections before their fields."""
+    out: dict[str, _Spec] = {}
+    for name, hint in get_type_hints(cls, include_extras=True).items():
+        extras: list[Any] = []
+        if get_origin(hint) is Annotated:
+            hint, *extras = get_args(hint)
+        optional = type(None) in get_args(hint)
+        if optional:
+            [hint] = [arg for arg in get_args(hint) if arg is not type(None)]
+        env = next((extra.name for extra in extras if isinstance(extra, Env)), None)
+        out[prefix + name] = _Spec(hint, optional, env,
+                                   tuple(extra for extra in extras if isinstance(extra, Rule)))
+        if _is_section(hint):
+            out.update(_specs(hint, f"{prefix}{name}."))
+    return out
+
+
+#: Every setting, by dotted name (``base_dir`` is where the file was, not a setting).
+SPECS = {name: spec for name, spec in _specs(Settings).items() if name != "base_dir"}
+#: Environment variable -> dotted setting (the README's settings table lists them).
+ENV_OVERRIDES = {spec.env: name for name, spec in SPECS.items() if spec.env}
+
+
+def load_settings(path: str | os.PathLike[str] | None = None,
                   environ: Mapping[str, str] | None = None) -> Settings:
-    """Read the config file, apply environment overrides, validate, and freeze.
+    """Read the config file over the defaults, apply environment overrides,
+    validate, and freeze.
 
     ``path`` defaults to ``$SCHP_CONFIG_PATH`` or the project's ``config.yaml``.
     Raises :class:`ConfigError` naming the first bad setting.
     """
     environ = os.environ if environ is None else environ
     path = Path(path or environ.get(CONFIG_PATH_ENV) or DEFAULT_CONFIG_PATH)
-    raw = _read_yaml(path)
-    if path.resolve() != DEFAULT_CONFIG_PATH:
-        # A deployment's own file only needs what it changes: the project's
-        # config.yaml supplies the rest (label sets included).
-        raw = _merged(_read_yaml(DEFAULT_CONFIG_PATH), raw)
-    for var, dotted in ENV_OVERRIDES.items():
-        value = environ.get(var)
-        if value is not None and value != "":
+    raw = _merged(_plain(Settings()), _read_yaml(path), "")
+    for name, spec in SPECS.items():
+        value = environ.get(spec.env) if spec.env else None
+        if value:  # set and not empty
             # A text setting takes the variable as it is: parsed as YAML, a secret or key
             # such as "null", "0x1F" or "12:30" would become None, 31 or 750.
-            parsed = value if _is_text_setting(dotted) else _parse_env_value(value)
-            _set_dotted(raw, dotted, parsed, var)
-    settings = _build(Settings, raw, "")
-    settings = dataclasses.replace(settings, base_dir=str(path.resolve().parent))
-    _validate(settings)
+            text = spec.kind is str or get_origin(spec.kind) is Literal
+            layer: Any = value if text else _parse_env_value(value)
+            for key in reversed(name.split(".")):
+                layer = {key: layer}
+            raw = _merged(raw, layer, "")
+    settings = dataclasses.replace(_build(Settings, raw, ""), base_dir=str(path.resolve().parent))
+    validate(settings)
     return settings
 
 
-def _read_yaml(path: Path) -> dict:
+def validate(settings: Settings) -> None:
+    """Raise :class:`ConfigError` for the first setting of ``settings`` (however
+    it was made) that has the wrong type or breaks a rule, its own or one that
+    involves other settings."""
+    _build(Settings, _plain(settings), "")
+    curve, workers, schp = settings.broker.curve, settings.workers, settings.segmentation.schp
+    for key in ("server_secret_key_file", "authorized_keys_dir"):
+        _require(not curve.enabled or bool(getattr(curve, key)), f"broker.curve.{key}",
+                 "must be set when CURVE is enabled")
+    _require(bool(workers.curve_secret_key_file) or not workers.curve_server_key_file,
+             "workers.curve_secret_key_file", "must be set with workers.curve_server_key_file")
+    old = schp.bf16
+    _require(old is None or schp.precision in ("auto", "bf16" if old else "fp32"),
+             "segmentation.schp.bf16",
+             f"is {str(old).lower()} but segmentation.schp.precision (SCHP_PRECISION) is "
+             f"{schp.precision}; SCHP_BF16 is deprecated: unset it and keep SCHP_PRECISION")
+    for dataset in get_args(Dataset)[1:]:
+        _require(dataset in schp.labels, f"segmentation.schp.labels.{dataset}", "is missing")
+
+
+def _plain(settings: Settings) -> dict[str, Any]:
+    """``settings`` as the mapping a config file would hold."""
+    raw = dataclasses.asdict(settings)
+    del raw["base_dir"]
+    return raw
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
@@ -284,13 +354,16 @@ def _read_yaml(path: Path) -> dict:
     return data
 
 
-def _merged(base: dict, override: dict) -> dict:
+def _merged(base: dict[str, Any], override: dict[str, Any], prefix: str) -> dict[str, Any]:
+    """``override`` over ``base``, section by section; an empty section (a key
+    whose settings are all commented out) keeps the base's."""
     out = dict(base)
     for key, value in override.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merged(out[key], value)
-        else:
-            out[key] = value
+        if isinstance(out.get(key), dict):
+            if value is not None and not isinstance(value, dict):
+                raise ConfigError(f"{prefix}{key}: must be a mapping")
+            value = _merged(out[key], value or {}, f"{prefix}{key}.")
+        out[key] = value
     return out
 
 
@@ -303,177 +376,61 @@ def _parse_env_value(value: str) -> Any:
     return parsed if isinstance(parsed, (str, int, float, bool)) or parsed is None else value
 
 
-def _is_text_setting(dotted: str) -> bool:
-    """True when the setting ``dotted`` (e.g. ``server.api_key``) holds a string."""
-    cls: Any = Settings
-    *parents, leaf = dotted.split(".")
-    for key in parents:
-        cls = _NESTED[{f.name: f for f in dataclasses.fields(cls)}[key].type]
-    kind = {f.name: f for f in dataclasses.fields(cls)}[leaf].type
-    return kind.replace("| None", "").strip() == "str"
-
-
-def _set_dotted(raw: dict, dotted: str, value: Any, source: str) -> None:
-    node = raw
-    *parents, leaf = dotted.split(".")
-    for key in parents:
-        child = node.setdefault(key, {})
-        if not isinstance(child, dict):
-            raise ConfigError(f"{key}: must be a mapping (while applying {source})")
-        node = child
-    node[leaf] = value
-
-
-def _build(cls: type, raw: Any, prefix: str) -> Any:
-    """Build dataclass ``cls`` from a mapping, checking names and types."""
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{prefix.rstrip('.') or 'config'}: must be a mapping")
-    fields = {f.name: f for f in dataclasses.fields(cls) if f.name != "base_dir"}
-    unknown = set(raw) - set(fields)
+def _build(cls: type, raw: dict[str, Any], prefix: str) -> Any:
+    """Section ``cls`` from a mapping holding every one of its settings."""
+    names = [f.name for f in dataclasses.fields(cls) if prefix + f.name in SPECS]
+    unknown = sorted(set(raw) - set(names))
     if unknown:
-        raise ConfigError(f"{prefix}{sorted(unknown)[0]}: unknown setting")
-    values = {}
-    for name, f in fields.items():
-        if name not in raw:
-            continue
-        values[name] = _coerce(f.type, raw[name], f"{prefix}{name}")
-    return cls(**values)
+        raise ConfigError(f"{prefix}{unknown[0]}: unknown setting")
+    return cls(**{n: _coerce(SPECS[prefix + n], raw[n], prefix + n) for n in names})
 
 
-def _named(name: str) -> str:
-    """``name`` plus the environment variable that sets it, if any."""
-    var = next((v for v, dotted in ENV_OVERRIDES.items() if dotted == name), None)
-    return f"{name} ({var})" if var else name
+#: Scalar type -> (the Python types a YAML value may have, what the error asks for).
+_SCALARS: dict[type, tuple[tuple[type, ...], str]] = {
+    bool: ((bool,), "true or false"), int: ((int,), "a whole number"),
+    float: ((int, float), "a number"), str: ((str, int, float), "a string")}
 
 
-def _coerce(type_name: Any, value: Any, name: str) -> Any:
-    t = type_name if isinstance(type_name, str) else getattr(type_name, "__name__", str(type_name))
-    if t in _NESTED:
-        return _build(_NESTED[t], value, name + ".")
-    if t == "Mapping[str, LabelSet]":
-        return _label_sets(value, name)
-    if t == "LabelSet":
-        return _label_set(value, name)
-    optional = t.endswith("| None")
-    base = t.replace("| None", "").strip()
+def _coerce(spec: _Spec, value: Any, name: str) -> Any:
+    """``value`` checked against the type and rules of setting ``name``."""
+    kind = spec.kind
     if value is None:
-        if optional:
-            return None
-        raise ConfigError(f"{_named(name)}: must be set")
-    if base == "bool":
-        if isinstance(value, bool):
-            return value
-        raise ConfigError(f"{_named(name)}: must be true or false, got {value!r}")
-    if base == "int":
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        raise ConfigError(f"{_named(name)}: must be a whole number, got {value!r}")
-    if base == "float":
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            if not math.isfinite(value):
-                raise ConfigError(f"{_named(name)}: must be a finite number, got {value!r}")
-            return float(value)
-        raise ConfigError(f"{_named(name)}: must be a number, got {value!r}")
-    if base == "str":
-        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
-            return str(value)
-        raise ConfigError(f"{_named(name)}: must be a string, got {value!r}")
-    raise ConfigError(f"{_named(name)}: unsupported setting type {t}")
+        _require(spec.optional, name, "must be set")
+        return None
+    if _is_section(kind):
+        return _build(kind, value, name + ".")
+    if kind is LabelSet:
+        return _label_set(value, name)
+    if get_origin(kind) is Mapping:
+        return {str(key): _label_set(parts, f"{name}.{key}") for key, parts in value.items()}
+    if get_origin(kind) is Literal:
+        words = get_args(kind)
+        _require(value in words, name, f"must be one of {', '.join(words)}, got {value!r}")
+    else:
+        types, wanted = _SCALARS[kind]
+        _require(isinstance(value, types) and (kind is bool or not isinstance(value, bool)),
+                 name, f"must be {wanted}, got {value!r}")
+        _require(kind is not float or math.isfinite(value), name,
+                 f"must be a finite number, got {value!r}")
+        value = kind(value)
+    for rule in spec.rules:
+        _require(rule.test(value), name, rule.message.format(value))
+    return value
 
 
-def _label_sets(value: Any, name: str) -> dict[str, LabelSet]:
-    if not isinstance(value, dict):
-        raise ConfigError(f"{name}: must map a dataset to its upper and lower label lists")
-    return {str(dataset): _label_set(parts, f"{name}.{dataset}") for dataset, parts in value.items()}
-
-
-def _label_set(parts: Any, where: str) -> LabelSet:
+def _label_set(parts: Any, name: str) -> LabelSet:
     if not isinstance(parts, dict) or set(parts) != {"upper", "lower"}:
-        raise ConfigError(f"{where}: must have exactly 'upper' and 'lower' label lists")
-    ids = {}
+        raise ConfigError(f"{name}: must have exactly 'upper' and 'lower' label lists")
     for part in ("upper", "lower"):
-        labels = parts[part]
-        if (not isinstance(labels, list)
-                or not all(isinstance(i, int) and not isinstance(i, bool) and 0 <= i < 256
-                           for i in labels)):
-            raise ConfigError(f"{where}.{part}: must be a list of label ids 0-255")
-        ids[part] = tuple(labels)
-    return LabelSet(**ids)
+        ids = parts[part]
+        if not isinstance(ids, (list, tuple)) or not all(
+                isinstance(i, int) and not isinstance(i, bool) and 0 <= i < 256 for i in ids):
+            raise ConfigError(f"{name}.{part}: must be a list of label ids 0-255")
+    return LabelSet(upper=tuple(parts["upper"]), lower=tuple(parts["lower"]))
 
 
-#: The setting sections by their type's name (annotations are strings here).
-_NESTED: dict[str, type] = {c.__name__: c for c in (
-    ServerSettings, QueueSettings, CurveSettings, BrokerSettings, PathSettings, WorkerSettings,
-    SchpSettings, ParserSettings, RefineSettings, SegmentationSettings, UploadSettings, LoggingSettings)}
-
-
-def _check(ok: bool, name: str, message: str) -> None:
+def _require(ok: bool, name: str, message: str) -> None:
+    """Refuse setting ``name`` (shown with its environment variable) unless ``ok``."""
     if not ok:
-        raise ConfigError(f"{name}: {message}")
-
-
-def _validate(s: Settings) -> None:
-    _check(1 <= s.server.port <= 65535, "server.port (PORT)", f"must be 1-65535, got {s.server.port}")
-    _check(s.server.max_upload_mb > 0, "server.max_upload_mb", "must be positive")
-    _check(s.server.max_image_pixels > 0, "server.max_image_pixels", "must be positive")
-    _check(s.server.api_key is None or s.server.api_key != "", "server.api_key (API_KEY)",
-           "must not be empty (leave it unset to serve without a key)")
-    _check(s.server.broker_timeout_s > 0, "server.broker_timeout_s", "must be positive")
-    _check(s.queue.max_size >= 1, "queue.max_size (QUEUE_MAX_SIZE)",
-           f"must be at least 1, got {s.queue.max_size}")
-    _check(s.queue.job_deadline_s > 0, "queue.job_deadline_s", "must be positive")
-    _check(s.queue.max_attempts >= 1, "queue.max_attempts", "must be at least 1")
-    _check(s.queue.remember_finished >= 0, "queue.remember_finished", "must not be negative")
-    _check(s.queue.no_worker_grace_s >= 0, "queue.no_worker_grace_s (NO_WORKER_GRACE_S)",
-           "must not be negative")
-    _check(s.broker.heartbeat_interval_s > 0, "broker.heartbeat_interval_s", "must be positive")
-    _check(s.broker.heartbeat_liveness >= 2, "broker.heartbeat_liveness", "must be at least 2")
-    for name in ("frontend_endpoint", "worker_bind", "worker_connect", "uploader_endpoint"):
-        ep = getattr(s.broker, name)
-        _check(ep.startswith(("tcp://", "ipc://", "inproc://")), f"broker.{name}",
-               f"must be a ZeroMQ endpoint such as tcp://127.0.0.1:5555, got {ep!r}")
-    if s.broker.curve.enabled:
-        _check(bool(s.broker.curve.server_secret_key_file), "broker.curve.server_secret_key_file",
-               "must be set when CURVE is enabled")
-        _check(bool(s.broker.curve.authorized_keys_dir), "broker.curve.authorized_keys_dir",
-               "must be set when CURVE is enabled")
-    _check(s.workers.count >= 1, "workers.count (WORKER_COUNT)",
-           f"must be at least 1, got {s.workers.count}")
-    _check(s.workers.threads >= 1, "workers.threads (WORKER_THREADS)", "must be at least 1")
-    _check(s.workers.device in _DEVICES, "workers.device (SCHP_DEVICE)",
-           f"must be one of {', '.join(_DEVICES)}, got {s.workers.device!r}")
-    gpus = s.workers.gpus
-    _check(gpus is None or all(p.strip().isdigit() for p in gpus.split(",")),
-           "workers.gpus (WORKER_GPUS)",
-           f"must be comma-separated GPU numbers like 0,1, got {gpus!r}")
-    seg = s.segmentation
-    _check(seg.engine in _ENGINES, "segmentation.engine (SEGMENTATION_ENGINE)",
-           f"must be one of {', '.join(_ENGINES)}, got {seg.engine!r}")
-    _check(seg.schp.dataset in _DATASETS, "segmentation.schp.dataset (SCHP_DATASET)",
-           f"must be one of {', '.join(_DATASETS)}, got {seg.schp.dataset!r}")
-    _check(seg.schp.precision in _PRECISIONS, "segmentation.schp.precision (SCHP_PRECISION)",
-           f"must be one of {', '.join(_PRECISIONS)}, got {seg.schp.precision!r}")
-    _check(seg.schp.backend in _BACKENDS, "segmentation.schp.backend (SCHP_BACKEND)",
-           f"must be one of {', '.join(_BACKENDS)}, got {seg.schp.backend!r}")
-    old = seg.schp.bf16
-    _check(old is None or seg.schp.precision in ("auto", "bf16" if old else "fp32"),
-           "segmentation.schp.bf16 (SCHP_BF16)",
-           f"is {str(old).lower()} but segmentation.schp.precision (SCHP_PRECISION) is "
-           f"{seg.schp.precision}; SCHP_BF16 is deprecated: unset it and keep SCHP_PRECISION")
-    for ds in ("atr", "lip", "pascal"):
-        _check(ds in seg.schp.labels, f"segmentation.schp.labels.{ds}", "is missing")
-    _check(0 <= seg.refine.min_speck_fraction < 1, "segmentation.refine.min_speck_fraction",
-           "must be in [0, 1)")
-    _check(0 <= seg.refine.dilation_fraction <= 0.05, "segmentation.refine.dilation_fraction",
-           "must be in [0, 0.05] (a share of the image diagonal)")
-    up = s.upload
-    if up.url is not None:
-        _check(up.url.startswith(("http://", "https://")), "upload.url (MASK_ASSET_URL)",
-               "must be an http:// or https:// URL")
-    _check(0 <= up.retries <= 20, "upload.retries", "must be 0-20")
-    _check(up.backoff_base_s >= 0, "upload.backoff_base_s (UPLOAD_BACKOFF_BASE_S)", "must not be negative")
-    _check(up.connect_timeout_s > 0 and up.read_timeout_s > 0, "upload timeouts", "must be positive")
-    _check(s.logging.level.upper() in _LEVELS, "logging.level (LOG_LEVEL)",
-           f"must be one of {', '.join(_LEVELS)}, got {s.logging.level!r}")
+        env = SPECS[name].env if name in SPECS else None
+        raise ConfigError(f"{name} ({env}): {message}" if env else f"{name}: {message}")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
 
 from common.config import ConfigError, load_settings
 from common.logs import redact, register_secret
@@ -43,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{args.dotted} is a secret; it is not printed", file=sys.stderr)
         return 1
     if args.dotted:
-        value = settings
+        value: Any = settings
         for part in args.dotted.split("."):
             value = getattr(value, part, None)
         print(value)

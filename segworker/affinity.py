@@ -43,16 +43,6 @@ def pick_cores(available: Iterable[int], index: int, threads: int) -> list[int]:
     return sorted(cores[(start + i) % len(cores)] for i in range(threads))
 
 
-def parse_gpus(text: str | None) -> list[str]:
-    """``"0, 1"`` -> ``["0", "1"]``; None or blank -> ``[]``. Raises ValueError on junk."""
-    if text is None or not str(text).strip():
-        return []
-    ids = [part.strip() for part in str(text).split(",")]
-    if not all(i.isdigit() for i in ids):
-        raise ValueError(f"workers.gpus must be comma-separated GPU numbers, got {text!r}")
-    return ids
-
-
 def pick_gpu(gpus: list[str], index: int) -> str | None:
     return gpus[index % len(gpus)] if gpus else None
 
@@ -73,7 +63,7 @@ def place(workers: WorkerSettings, index: int, environ: MutableMapping[str, str]
             os.sched_setaffinity(0, cores)
     gpu = None
     if workers.device in ("cuda", "auto"):
-        gpu = pick_gpu(parse_gpus(workers.gpus), index)
+        gpu = pick_gpu(workers.gpu_ids, index)
         if gpu is not None:
             environ["CUDA_VISIBLE_DEVICES"] = gpu
     return Placement(cores=cores, threads=workers.threads, gpu=gpu)

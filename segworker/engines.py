@@ -33,10 +33,7 @@ RUNTIME_FACTS = ("precision", "backend", "precision_because", "backend_because")
 def build_engine(settings: Settings) -> Engine:
     """Load the engine the settings select; raises :class:`EngineLoadError`
     (with a message naming the setting and the problem) when it cannot start."""
-    choice, reason = settings.segmentation.chosen_engine()
-    if choice not in LOADERS:
-        raise EngineLoadError(f"segmentation.engine (SEGMENTATION_ENGINE): unknown engine "
-                              f"{choice!r}; use auto, {', '.join(LOADERS)}")
+    choice, reason = settings.segmentation.chosen_engine()  # a valid name (common.config)
     started = time.perf_counter()
     engine = LOADERS[choice](settings, reason)
     engine.selected_because = reason

@@ -207,9 +207,7 @@ class Worker:
         w = self.settings.workers
         if not w.curve_server_key_file:
             return None
-        if not w.curve_secret_key_file:
-            raise curve.CurveError("workers.curve_secret_key_file (WORKER_CURVE_SECRET_FILE) "
-                                   "must be set with workers.curve_server_key_file")
+        assert w.curve_secret_key_file, "load_settings requires it with the server key file"
         public, secret = curve.load_secret(self.settings.resolve(w.curve_secret_key_file))
         return public, secret, curve.load_public(self.settings.resolve(w.curve_server_key_file))
 

@@ -17,9 +17,6 @@ from common.files import FILE_MODE, atomic_write, fsync_dir, private_dir
 from common.ids import is_valid_id
 from common.wire import UPLOADER_COUNTERS as COUNTER_NAMES
 
-#: Delivered job ids remembered for duplicate detection (the broker's default
-#: ``queue.remember_finished``), in jobs.
-LEDGER_KEEP = 10_000
 #: Additions between two trims of the ledger, in jobs.
 LEDGER_TRIM_EVERY = 100
 
@@ -61,10 +58,11 @@ class Ledger:
 
     A marker is written (durably) before a delivered job's spool entry is
     removed, so a job is never uploaded twice across a crash. The oldest
-    markers beyond ``keep`` are trimmed.
+    markers beyond ``keep`` (the setting ``queue.remember_finished``, as for the
+    broker's finished jobs) are trimmed.
     """
 
-    def __init__(self, directory: Path, keep: int = LEDGER_KEEP):
+    def __init__(self, directory: Path, keep: int):
         self.dir = private_dir(Path(directory))
         self.keep = keep
         self._adds = 0

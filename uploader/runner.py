@@ -40,7 +40,8 @@ class Stores:
     def open(cls, settings: Settings) -> "Stores":
         """Open (creating as needed, 0700) the stores for ``settings``."""
         root = settings.state_dir / "uploader"
-        return cls(root, Spool(root, settings.temp_folder), Ledger(root / "delivered"),
+        return cls(root, Spool(root, settings.temp_folder),
+                   Ledger(root / "delivered", settings.queue.remember_finished),
                    Counters(root / "counters.json"), Outbox(root / "outbox"))
 
 

@@ -17,7 +17,7 @@ import time
 import numpy as np
 import torch
 
-from common.config import LabelSet, Settings
+from common.config import Device, LabelSet, Settings
 from common.logs import event
 from segworker.engine import Engine, EngineLoadError, NoPersonError, Segmentation
 from segworker.masks import label_masks, voc_palette
@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 CACHE_SUBDIR = "schp/compiled"
 
 
-def choose_device(requested: str) -> torch.device:
+def choose_device(requested: Device) -> torch.device:
     """``cpu``, ``cuda`` (which must be available) or ``auto`` (cuda when available)."""
     if requested == "cpu":
         return torch.device("cpu")
@@ -46,8 +46,6 @@ def choose_device(requested: str) -> torch.device:
             "workers.device (SCHP_DEVICE) is cuda but PyTorch sees no CUDA device "
             f"(torch {torch.__version__}, CUDA build {torch.version.cuda or 'none'}); "
             "use cpu or auto")
-    if requested not in ("cuda", "auto"):
-        raise EngineLoadError(f"workers.device (SCHP_DEVICE): unknown device {requested!r}")
     return torch.device("cuda" if available else "cpu")
 
 

@@ -1,11 +1,16 @@
 """Settings: one frozen object from config.yaml + environment, bad values named."""
 
 import dataclasses
+import json
+import re
 from pathlib import Path
 
 import pytest
+import yaml
 
-from common.config import ConfigError, Settings, load_settings
+from common.config import (CONFIG_PATH_ENV, ENV_OVERRIDES, ConfigError, QueueSettings, Settings,
+                           load_settings, validate)
+from tests.support.procs import ROOT
 
 
 def test_defaults_from_project_config_yaml():
@@ -163,3 +168,57 @@ def test_every_setting_the_specification_names_is_honoured_under_that_name(tmp_p
     # and the defaults the deployment gets without any of them
     d = load_settings(environ={})
     assert (d.server.port, d.upload.url, d.upload.secret) == (8003, None, None)
+
+
+def test_the_built_in_defaults_are_valid_and_are_what_config_yaml_gives():
+    validate(Settings())
+    assert dataclasses.replace(load_settings(environ={}), base_dir=".") == Settings()
+
+
+def test_config_yaml_shows_every_setting_at_its_default():
+    # config.yaml is the defaults, commented out: uncommenting every line once must
+    # give exactly the built-in defaults, every setting included.
+    lines = (ROOT / "config.yaml").read_text().splitlines()
+    shown = yaml.safe_load("\n".join(line.removeprefix("#") for line in lines))
+    defaults = json.loads(json.dumps(dataclasses.asdict(Settings())))  # tuples -> lists
+    del defaults["base_dir"]
+    assert shown == defaults
+
+
+def test_a_file_changes_only_what_it_sets(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("server:\nsegmentation:\n  schp:\n    labels:\n      atr:\n"
+                   "        upper: [4, 7, 17]\n")
+    s = load_settings(cfg, environ={})
+    assert s.server == Settings().server  # a section left empty keeps its defaults
+    assert s.segmentation.schp.labels["atr"].upper == (4, 7, 17)
+    assert s.segmentation.schp.labels["atr"].lower == (5, 6, 7)
+    assert s.segmentation.schp.labels["lip"] == Settings().segmentation.schp.labels["lip"]
+    cfg.write_text("server: 5\n")
+    with pytest.raises(ConfigError, match="server: must be a mapping"):
+        load_settings(cfg, environ={"PORT": "8004"})
+
+
+def test_validate_checks_settings_however_they_were_made():
+    with pytest.raises(ConfigError, match=r"queue.max_size \(QUEUE_MAX_SIZE\): must be at least 1"):
+        validate(Settings(queue=QueueSettings(max_size=0)))
+    with pytest.raises(ConfigError, match="queue.max_size .*must be a whole number"):
+        validate(Settings(queue=QueueSettings(max_size="7")))  # type: ignore[arg-type]
+
+
+def test_a_worker_server_key_needs_the_worker_secret_key():
+    with pytest.raises(ConfigError, match=r"workers.curve_secret_key_file \(WORKER_CURVE_SECRET_FILE"
+                                          r"\): must be set with workers.curve_server_key_file"):
+        load_settings(environ={"WORKER_CURVE_SERVER_KEY_FILE": "broker.key"})
+
+
+def test_the_readme_lists_every_environment_variable_and_no_other():
+    readme = (ROOT / "README.md").read_text()
+    table = readme[readme.index("| Environment | config.yaml |"):]
+    table = table[:table.index("\n\n")]
+    named = {var for row in table.splitlines()[2:]
+             for var in re.findall(r"`([A-Z0-9_]+)`", row.split("|")[1])}
+    assert named == set(ENV_OVERRIDES) | {CONFIG_PATH_ENV}
+    for var, dotted in ENV_OVERRIDES.items():  # and each beside its own setting
+        [row] = [r for r in table.splitlines() if f"`{var}`" in r.split("|")[1]]
+        assert f"`{dotted}`" in row.split("|")[2], var

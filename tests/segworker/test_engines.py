@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from common.config import load_settings
+from common.config import ConfigError, load_settings, validate
 from segworker.engine import EngineLoadError
 from segworker.engines import build_engine
 
@@ -141,10 +141,13 @@ def test_the_parser_path_does_not_load_schp():
 
 
 def test_an_unknown_engine_name_is_a_startup_error():
+    with pytest.raises(ConfigError, match=r"segmentation.engine \(SEGMENTATION_ENGINE\): must "
+                       r"be one of auto, parser, schp, pose, got 'fast'"):
+        settings(SEGMENTATION_ENGINE="fast")
     s = settings()
     s = dataclasses.replace(s, segmentation=dataclasses.replace(s.segmentation, engine="fast"))
-    with pytest.raises(EngineLoadError, match="unknown engine 'fast'"):
-        build_engine(s)
+    with pytest.raises(ConfigError, match="segmentation.engine"):  # however the settings are made
+        validate(s)
 
 
 def test_pose_when_asked_does_not_touch_the_weights(build, tmp_path):

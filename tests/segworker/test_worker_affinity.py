@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from common.config import WorkerSettings
+from common.config import ConfigError, WorkerSettings, load_settings
 from segworker import affinity
 
 
@@ -26,11 +26,11 @@ def test_every_core_is_used_evenly_when_workers_fill_the_machine():
 
 
 def test_gpus_round_robin_and_bad_lists_are_refused():
-    assert affinity.parse_gpus(" 0, 1 ") == ["0", "1"] and affinity.parse_gpus(None) == []
+    assert WorkerSettings(gpus=" 0, 1 ").gpu_ids == ["0", "1"] and WorkerSettings().gpu_ids == []
     assert [affinity.pick_gpu(["0", "1"], i) for i in range(3)] == ["0", "1", "0"]
     assert affinity.pick_gpu([], 3) is None
-    with pytest.raises(ValueError):
-        affinity.parse_gpus("0,x")
+    with pytest.raises(ConfigError, match=r"workers.gpus \(WORKER_GPUS\).*'0,x'"):
+        load_settings(environ={"WORKER_GPUS": "0,x"})
 
 
 def test_place_sets_thread_variables_and_cuda_device_without_touching_the_process():

@@ -52,9 +52,8 @@ class Harness:
         self.temp_folder.mkdir()
         self.url, self.endpoint = url, endpoint
         self.config = tmp / "config.yaml"
-        raw = yaml.safe_load((procs.ROOT / "config.yaml").read_text())
-        raw["upload"].update(connect_timeout_s=1.0, read_timeout_s=READ_TIMEOUT_S)
-        self.config.write_text(yaml.safe_dump(raw))
+        raw = {"upload": {"connect_timeout_s": 1.0, "read_timeout_s": READ_TIMEOUT_S}}
+        self.config.write_text(yaml.safe_dump(raw))  # over the defaults, like config.yaml
         self.procs: list[subprocess.Popen] = []
         self.log_paths: list[Path] = []
         self._seed = 0

@@ -7,10 +7,12 @@ import stat
 
 import pytest
 
+from common.config import load_settings
 from common.wire import decode, make_job
 from tests.uploader.conftest import png_bytes
 from uploader.outbox import Outbox
 from uploader.records import Counters, Ledger
+from uploader.runner import Stores
 from uploader.spool import Spool, SpoolError
 
 
@@ -128,7 +130,15 @@ def test_ledger_remembers_and_trims_the_oldest(tmp_path):
     assert "job-0" in ledger and "../x" not in ledger
     assert ledger.trim() == 2
     assert [f"job-{i}" in ledger for i in range(5)] == [False, False, True, True, True]
-    assert "job-4" in Ledger(tmp_path / "delivered")  # another instance (process) sees it
+    assert "job-4" in Ledger(tmp_path / "delivered", keep=3)  # another instance (process) sees it
+
+
+def test_the_ledger_keeps_as_many_jobs_as_the_broker_remembers(tmp_path):
+    config = tmp_path / "own.yaml"
+    config.write_text("queue:\n  remember_finished: 7\n")
+    env = {"STATE_DIR": str(tmp_path / "state"), "TEMP_FOLDER": str(tmp_path / "tmp")}
+    assert Stores.open(load_settings(environ=env)).ledger.keep == 10_000
+    assert Stores.open(load_settings(config, environ=env)).ledger.keep == 7
 
 
 def test_counters_persist_across_instances(tmp_path):
