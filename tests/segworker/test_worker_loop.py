@@ -66,7 +66,7 @@ def second_attempt(broker: StubBroker, job_id: str, path: str) -> None:
 def test_ready_job_result_then_ready_again(rig):
     second_attempt(rig.broker, "job-1", rig.photo("p", 64, 48))
     worker = rig.start()
-    peer, ready = rig.next_message()
+    _, ready = rig.next_message()
     assert ready["type"] == "ready"
     info = ready["worker"]
     assert info["id"] == worker.name and info["id"].endswith("-3") and info["index"] == 3
@@ -150,7 +150,7 @@ def test_stop_hands_the_job_back_after_the_drain_bound(rig):
 def test_inline_worker_uses_the_bytes_and_reports_missing_ones(rig):
     rig.broker.submit("a", image=png_photo(40, 30))   # the broker holds the bytes, no file
     rig.start(WORKER_INLINE_IMAGES="true")
-    peer, ready = rig.next_message()
+    _, ready = rig.next_message()
     assert ready["worker"]["inline_images"] is True
     assert rig.next_message()[1]["type"] == "result"
     assert rig.process.shapes == [(30, 40, 3)]

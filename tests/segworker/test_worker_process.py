@@ -73,7 +73,7 @@ def test_parser_worker_serves_a_real_photo_and_drains_on_sigterm(tmp_path, stand
             assert mask.mode == "L" and mask.size == (512, 512)
             assert set(np.unique(np.asarray(mask))) <= {0, 255}
         _until(stand_in, "ready")
-        _, _, beats = _until(stand_in, "heartbeat")     # heartbeats keep coming
+        _until(stand_in, "heartbeat")                   # heartbeats keep coming
 
         stand_in.submit("astro-2", str(photo))
         procs.wait_for(lambda: log_events(log, "job_started")[-1:] and
