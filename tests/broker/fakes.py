@@ -1,59 +1,19 @@
-"""In-memory stand-ins for the broker core's journal and storage, and message helpers."""
+"""A broker core on the in-memory journal and storage of :mod:`tests.support.stub_broker`,
+and message helpers."""
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
-from broker.files import StorageError
 from broker.jobs import JobBook
-from broker.journal import JournalError
 from broker.protocol import FRONT, UPLOADER, WORKERS, Out
 from broker.state import BrokerCore
 from common import wire
 from common.config import BrokerSettings, QueueSettings
+from tests.support.memory_stores import ROOT, MemoryJournal, MemoryStorage
+from tests.support.stub_broker import MASKS
 
-ROOT = "/srv/tmp"
-PNG = b"\x89PNG\r\n\x1a\n" + b"rest"
-MASKS = {wire.UPPER: PNG, wire.LOWER: PNG}
-
-
-class MemoryStorage:
-    """Files as dicts; records what the core asked for."""
-
-    def __init__(self) -> None:
-        self.images: dict[str, bytes] = {}
-        self.stored: dict[str, dict[str, bytes]] = {}
-        self.deleted: list[str] = []
-        self.fail_store = False
-
-    def owns(self, path: str) -> bool:
-        return isinstance(path, str) and path.startswith(ROOT + "/") and ".." not in path
-
-    def store_masks(self, job_id: str, masks: dict[str, bytes]) -> dict[str, str]:
-        if self.fail_store:
-            raise StorageError("No space left on device")
-        self.stored[job_id] = dict(masks)
-        return {name: f"{ROOT}/jobs/{job_id}/{name}.png" for name in masks}
-
-    def read_image(self, path: str) -> bytes | None:
-        return self.images.get(path)
-
-    def delete_input(self, path: str) -> None:
-        self.deleted.append(path)
-
-
-class ListJournal:
-    """Appends deep copies to a list; ``fail = True`` simulates a full disk."""
-
-    def __init__(self) -> None:
-        self.records: list[dict[str, Any]] = []
-        self.fail = False
-
-    def __call__(self, record: dict[str, Any]) -> None:
-        if self.fail:
-            raise JournalError("No space left on device")
-        self.records.append(copy.deepcopy(record))
+__all__ = ["MASKS", "ROOT", "Harness", "delivered", "dispatched", "reply"]
 
 
 class Harness:
@@ -63,7 +23,7 @@ class Harness:
         self.queue_cfg = QueueSettings(**{"max_size": 10, "job_deadline_s": 30.0,
                                           "max_attempts": 3, "remember_finished": 100, **queue})
         self.broker_cfg = BrokerSettings(heartbeat_interval_s=1.0, heartbeat_liveness=5)
-        self.journal, self.storage = journal or ListJournal(), MemoryStorage()
+        self.journal, self.storage = journal or MemoryJournal(), MemoryStorage()
         self.book = book or JobBook(remember_finished=self.queue_cfg.remember_finished)
         self.core = BrokerCore(self.queue_cfg, self.broker_cfg, self.book, self.journal,
                                self.storage, started_at=1000.0)

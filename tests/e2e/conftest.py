@@ -1,13 +1,6 @@
-import pytest
+"""The whole service (broker, uploader, 2 parser workers, front end) and its receiver,
+started afresh for each test."""
 
-from tests.support.service import ServiceTree
+from tests.support.trees import service_fixture
 
-
-@pytest.fixture
-def service(tmp_path):
-    """The whole service (broker, uploader, 2 parser workers, front end) + receiver."""
-    tree = ServiceTree(tmp_path)
-    try:
-        yield tree.start_all()
-    finally:
-        tree.close()
+service = service_fixture("service", workers=2)

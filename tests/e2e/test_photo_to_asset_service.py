@@ -1,12 +1,11 @@
 """End to end: real processes, a real photo, masks at the stand-in asset service."""
 
-import io
-
 import numpy as np
 from PIL import Image
 
+from tests.support.images import encode
 from tests.support.procs import wait_for
-from tests.support.service import SECRET, mask_of, person_photo
+from tests.support.service import SECRET, mask_of, no_person_photo, person_photo
 
 
 def test_photo_becomes_two_masks_at_the_asset_service(service):
@@ -58,10 +57,7 @@ def test_repeated_job_id_is_not_queued_twice(service):
 
 
 def test_photo_without_a_person_fails_with_no_person(service):
-    from skimage import data
-    buf = io.BytesIO()
-    Image.fromarray(data.coffee()).save(buf, "JPEG")
-    assert service.post_photo("e2e-coffee", buf.getvalue()).status_code == 202
+    assert service.post_photo("e2e-coffee", no_person_photo()).status_code == 202
     record = service.wait_state("e2e-coffee", ("failed",))
     assert record["reason"] == "no_person"
     assert "e2e-coffee" not in service.receiver.delivered_job_ids()
@@ -85,9 +81,8 @@ def test_rotated_grayscale_photo_gives_masks_in_displayed_orientation(service):
     sideways = gray.transpose(Image.Transpose.ROTATE_90)  # stored on its side...
     exif = Image.Exif()
     exif[0x0112] = 6  # ...and EXIF says: rotate 90 degrees clockwise to display
-    buf = io.BytesIO()
-    sideways.crop((0, 0, 512, 400)).save(buf, "JPEG", exif=exif.tobytes())
-    assert service.post_photo("e2e-rotated", buf.getvalue()).status_code == 202
+    photo = encode(sideways.crop((0, 0, 512, 400)), "JPEG", exif=exif.tobytes())
+    assert service.post_photo("e2e-rotated", photo).status_code == 202
     service.wait_delivered(["e2e-rotated"])
     [upload] = [u for u in service.receiver.uploads if u["job_id"] == "e2e-rotated"]
     upper = mask_of(upload["files"]["upper_body_mask"])

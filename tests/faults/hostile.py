@@ -7,18 +7,17 @@ each bad POST /process as ``(body, content_type, status, error_start)``;
 
 from __future__ import annotations
 
-import io
 import struct
-import zlib
 from typing import NamedTuple
 
 import numpy as np
 from PIL import Image
 
-#: The multipart boundary used by the raw bodies.
-BOUNDARY = "faultboundary7MA4YWxkTrZu0gW"
+from tests.support.forms import body, content_type, part, photo_part, process_parts
+from tests.support.images import encode, png_bomb
+
 #: The Content-Type of the raw bodies.
-FORM = f"multipart/form-data; boundary={BOUNDARY}"
+FORM = content_type()
 #: EXIF tag of the orientation.
 ORIENTATION = 0x0112
 
@@ -30,48 +29,10 @@ class BadRequest(NamedTuple):
     error_start: str   #: how the JSON ``error`` message must begin
 
 
-def part(name: bytes | str, data: bytes | str, filename: str | None = None,
-         head: bytes | None = None) -> bytes:
-    """One part without its delimiter; ``head`` replaces the generated headers."""
-    name_b = name.encode() if isinstance(name, str) else name
-    if head is None:
-        head = b'Content-Disposition: form-data; name="' + name_b + b'"'
-        if filename:
-            head += f'; filename="{filename}"\r\nContent-Type: image/jpeg'.encode()
-    return head + b"\r\n\r\n" + (data.encode() if isinstance(data, str) else data)
-
-
-def body(*parts: bytes, close: bool = True) -> bytes:
-    """A multipart body of ``parts``; ``close=False`` leaves off the closing boundary."""
-    delim = b"--" + BOUNDARY.encode()
-    out = b"".join(delim + b"\r\n" + p + b"\r\n" for p in parts)
-    return out + (delim + b"--\r\n" if close else b"")
-
-
 def form(image: bytes, job_id: bytes | str = "bad-job", user_id: bytes | str = "bad-user",
          provider: bytes | str | None = None, extra: tuple[bytes, ...] = ()) -> bytes:
     """A POST /process body; any field may be hostile."""
-    parts = [part("user_image", image, filename="photo.jpg"), part("user_id", user_id),
-             part("job_id", job_id)]
-    if provider is not None:
-        parts.append(part("provider", provider))
-    return body(*parts, *extra)
-
-
-def encode(img: Image.Image, fmt: str, **options) -> bytes:
-    buf = io.BytesIO()
-    img.save(buf, fmt, **options)
-    return buf.getvalue()
-
-
-def png_bomb(width: int = 50_000, height: int = 50_000) -> bytes:
-    """A 100-byte PNG whose header claims ``width x height`` pixels."""
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return (struct.pack(">I", len(data)) + kind + data
-                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
-            + chunk(b"IEND", b""))
+    return body(*process_parts(image, job_id, user_id, provider), *extra)
 
 
 def fake_heic() -> bytes:
@@ -137,17 +98,17 @@ def _bad_forms(photo: bytes) -> dict[str, tuple[bytes, int, str]]:
     return {
         "missing_user_image": (body(part("user_id", "u"), part("job_id", "j")), 400,
                                "field user_image is missing"),
-        "missing_job_id": (body(part("user_image", photo, "p.jpg"), part("user_id", "u")), 400,
+        "missing_job_id": (body(photo_part(photo, "p.jpg"), part("user_id", "u")), 400,
                            "field job_id is missing"),
-        "missing_user_id": (body(part("user_image", photo, "p.jpg"), part("job_id", "j")), 400,
+        "missing_user_id": (body(photo_part(photo, "p.jpg"), part("job_id", "j")), 400,
                             "field user_id is missing"),
         "duplicate_job_id": (form(photo, extra=(part("job_id", "again"),)), 400,
                              "field job_id is given more than once"),
-        "duplicate_user_image": (form(photo, extra=(part("user_image", photo, "b.jpg"),)), 400,
+        "duplicate_user_image": (form(photo, extra=(photo_part(photo, "b.jpg"),)), 400,
                                  "field user_image is given more than once"),
         "hundred_parts": (form(photo, extra=tuple(part(f"x{i}", "1") for i in range(97))), 400,
                           "the multipart body has more than 10 parts"),
-        "no_closing_boundary": (body(part("user_image", photo, "p.jpg"), close=False), 400,
+        "no_closing_boundary": (body(photo_part(photo, "p.jpg"), close=False), 400,
                                 "the multipart body is incomplete"),
         "part_without_disposition": (body(part("", "x", head=b"Content-Type: text/plain")), 400,
                                      "a multipart part has no Content-Disposition header"),

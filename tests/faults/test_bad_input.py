@@ -18,9 +18,10 @@ from PIL import Image
 
 from tests.faults import hostile
 from tests.faults.kit import BAD_INPUTS
+from tests.support.images import encode
 from tests.support.ledger import JobLedger
 from tests.support.service import ServiceTree, mask_of, person_photo
-from tests.support.trees import running_tree
+from tests.support.trees import service_fixture
 
 #: Body limit of the module's service (MAX_UPLOAD_MB=0.5), in bytes.
 UPLOAD_LIMIT = 512 * 1024
@@ -31,10 +32,7 @@ BAD = hostile.bad_requests(PHOTO, UPLOAD_LIMIT)
 ODD = hostile.odd_photos(UPRIGHT)
 
 
-@pytest.fixture(scope="module")
-def service(tmp_path_factory) -> ServiceTree:
-    with running_tree(tmp_path_factory.mktemp("bad-input"), workers=1, MAX_UPLOAD_MB="0.5") as tree:
-        yield tree
+service = service_fixture("service", "module", workers=1, MAX_UPLOAD_MB="0.5")
 
 
 @pytest.fixture(scope="module")
@@ -159,7 +157,7 @@ def reference_mask(service: ServiceTree, book: JobLedger) -> np.ndarray:
     """The upper-body mask of the upright photo (processed once)."""
     if "upper" not in _REFERENCE:
         job_id = "odd-upright-reference"
-        assert book.post(job_id, hostile.encode(UPRIGHT, "JPEG", quality=92)).status_code == 202
+        assert book.post(job_id, encode(UPRIGHT, "JPEG", quality=92)).status_code == 202
         service.wait_delivered([job_id])
         [upload] = [u for u in service.receiver.uploads if u["job_id"] == job_id]
         _REFERENCE["upper"] = mask_of(upload["files"]["upper_body_mask"])

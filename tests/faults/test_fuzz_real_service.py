@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import dataclasses
 
-import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.specs.openapi.checks import positive_data_acceptance
@@ -15,17 +14,13 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 from common.config import ServerSettings
 from frontend.openapi import build_document
 from tests.faults.kit import FUZZED
-from tests.support.service import ServiceTree
-from tests.support.trees import running_tree
+from tests.support.trees import service_fixture
 
 #: Generated requests per operation (derandomized: the same ones on every run).
 MAX_EXAMPLES = 30
 
 
-@pytest.fixture(scope="module")
-def real_service(tmp_path_factory) -> ServiceTree:
-    with running_tree(tmp_path_factory.mktemp("fuzz-real"), workers=1, MAX_UPLOAD_MB="1") as tree:
-        yield tree
+real_service = service_fixture("real_service", "module", workers=1, MAX_UPLOAD_MB="1")
 
 
 # The document the real service serves for these settings (checked below), built here

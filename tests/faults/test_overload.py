@@ -7,6 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from PIL import Image
 
+from tests.support.images import encode
 from tests.support.ledger import JobLedger
 from tests.support.service import person_photo
 from tests.support.trees import start_without_workers
@@ -19,9 +20,7 @@ CONCURRENCY = 16
 
 def small_photo() -> bytes:
     """The astronaut at 128 x 128 (about 8 kB): cheap to send a thousand times."""
-    buf = io.BytesIO()
-    Image.open(io.BytesIO(person_photo())).resize((128, 128)).save(buf, "JPEG", quality=85)
-    return buf.getvalue()
+    return encode(Image.open(io.BytesIO(person_photo())).resize((128, 128)), "JPEG", quality=85)
 
 
 def test_burst_of_1000_requests_at_a_queue_of_100(make_tree):

@@ -1,4 +1,4 @@
-"""FrontendTestCase: the real application on a free port, in front of a FakeBroker."""
+"""FrontendTestCase: the real application on a free port, in front of a StubBroker."""
 
 from __future__ import annotations
 
@@ -21,9 +21,9 @@ from common.config import ServerSettings
 from frontend.app import http_server_options, make_app
 from frontend.broker_client import BrokerClient
 from frontend.photo_store import INCOMING_DIR, PhotoStore
-from tests.frontend import forms
-from tests.frontend.fake_broker import FakeBroker
+from tests.support import forms
 from tests.support.procs import free_port
+from tests.support.stub_broker import FRONT, StubBroker
 
 
 class EventCapture(logging.Handler):
@@ -42,22 +42,30 @@ class EventCapture(logging.Handler):
 
 
 class FrontendTestCase(AsyncHTTPTestCase):
-    """Subclasses tune :attr:`settings_overrides`, :attr:`broker_up`, :attr:`late_grace_s`
-    and :attr:`broker_timeout_s` (short only where the broker is meant to stay silent,
-    generous elsewhere so a loaded machine does not turn replies into timeouts)."""
+    """Subclasses tune :attr:`settings_overrides`, :attr:`broker_up`, :attr:`queue_max`,
+    :attr:`late_grace_s` and :attr:`broker_timeout_s` (short only where the broker is meant
+    to stay silent, generous elsewhere so a loaded machine does not turn replies into
+    timeouts).
+
+    :attr:`stub` is the broker: a healthy one, with worker ``w0`` (engine ``schp``, model
+    loaded, taking no jobs, so accepted jobs stay queued) and an uploader connected.
+    """
 
     settings_overrides: dict[str, Any] = {}
     broker_up = True
+    queue_max = 100
     late_grace_s = 30.0
     broker_timeout_s = 3.0
 
     def setUp(self) -> None:
         self.tmp = Path(tempfile.mkdtemp(prefix="frontend-test-"))
         self.addCleanup(shutil.rmtree, self.tmp, True)
-        self.fake = FakeBroker()
+        self.stub = StubBroker(self.tmp, max_size=self.queue_max)
+        self.stub.add_worker("w0", takes_jobs=False, engine="schp")
+        self.stub.add_uploader()
         if self.broker_up:
-            self.fake.__enter__()
-            self.addCleanup(self.fake.__exit__, None, None, None)
+            self.stub.start()
+            self.addCleanup(self.stub.close)
         self.capture = EventCapture()
         logger = logging.getLogger("frontend")
         old_level = logger.level
@@ -71,7 +79,7 @@ class FrontendTestCase(AsyncHTTPTestCase):
         self.server = dataclasses.replace(ServerSettings(host="127.0.0.1",
                                                          broker_timeout_s=self.broker_timeout_s),
                                           **self.settings_overrides)
-        endpoint = self.fake.endpoint if self.broker_up else f"tcp://127.0.0.1:{free_port()}"
+        endpoint = self.stub.front_endpoint if self.broker_up else f"tcp://127.0.0.1:{free_port()}"
         self.broker = BrokerClient(endpoint, self.server.broker_timeout_s, self.late_grace_s)
         self.store = PhotoStore(self.tmp)
         self.executor = ThreadPoolExecutor(2)
@@ -86,6 +94,13 @@ class FrontendTestCase(AsyncHTTPTestCase):
         self.executor.shutdown(wait=True)
 
     # -- helpers -------------------------------------------------------------
+
+    def sent(self, msg_type: str | None = None) -> list[dict[str, Any]]:
+        """The requests the front end sent the broker (of ``msg_type``), oldest first."""
+        return self.stub.messages(FRONT, msg_type)
+
+    def sent_types(self) -> list[str]:
+        return [m["type"] for m in self.sent()]
 
     def post_form(self, parts: list[bytes], headers: dict[str, str] | None = None,
                   **kwargs: Any) -> HTTPResponse:

@@ -2,23 +2,15 @@
 
 from __future__ import annotations
 
-import io
-import struct
-import zlib
-
 import numpy as np
 from PIL import Image
+
+from tests.support.images import encode
 
 
 def _gradient(width: int = 64, height: int = 48) -> np.ndarray:
     y, x = np.mgrid[0:height, 0:width]
     return np.stack([x * 4 % 256, y * 5 % 256, (x + y) % 256], axis=2).astype(np.uint8)
-
-
-def encode(img: Image.Image, fmt: str, **options) -> bytes:
-    buf = io.BytesIO()
-    img.save(buf, fmt, **options)
-    return buf.getvalue()
 
 
 def jpeg() -> bytes:
@@ -63,12 +55,3 @@ def truncated_jpeg() -> bytes:
     data = encode(Image.fromarray(noise), "JPEG", quality=90)
     return data[: len(data) // 2]
 
-
-def png_bomb(width: int = 50_000, height: int = 50_000) -> bytes:
-    """A small PNG whose header claims ``width x height`` pixels."""
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return (struct.pack(">I", len(body)) + kind + body
-                + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF))
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    idat = zlib.compress(b"\x00" * 1024)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")

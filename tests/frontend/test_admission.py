@@ -11,7 +11,8 @@ from unittest import mock
 from typing import Any
 
 from frontend.admission import Admission, QueueFull, QueueView, decide
-from tests.frontend import forms, photos
+from tests.frontend import photos
+from tests.support import forms
 from tests.frontend.http_case import FrontendTestCase
 
 
@@ -120,13 +121,20 @@ class AdmissionTest(unittest.IsolatedAsyncioTestCase):
 
 class HeldUploadTest(FrontendTestCase):
 
+    queue_max = 3
+
     def admission(self) -> Admission:
         [rule] = [r for r in self._app.wildcard_router.rules
                   if r.matcher.regex.pattern.startswith("/process")]
         return rule.target_kwargs["admission"]
 
+    def queue_one_more(self, job_id: str) -> dict[str, Any]:
+        """Queue a job from elsewhere (another front end); the broker's reply."""
+        return self.stub.submit(job_id)
+
     def test_an_upload_held_behind_a_pending_one_is_refused_unread_once_the_queue_is_full(self):
-        self.admission().view.note(accepted(99, 100))     # room for one more job
+        self.admission().view.note(self.queue_one_more("other-1"))
+        self.admission().view.note(self.queue_one_more("other-2"))   # room for one more job
         gate = threading.Event()
         self.addCleanup(gate.set)
         for _ in range(2):                  # both photo threads busy: the first upload waits
@@ -141,21 +149,22 @@ class HeldUploadTest(FrontendTestCase):
             body=forms.body(*forms.process_parts(photos.jpeg(), job_id="job-2")),
             headers={"Content-Type": forms.content_type()}, raise_error=False)
         self.io_loop.run_sync(lambda: asyncio.sleep(0.2))
-        self.assertEqual(self.fake.received, [])     # the second is held, not decoded
+        self.assertEqual(self.sent_types(), [])       # the second is held, not decoded
         self.assertEqual(self.executor._work_queue.qsize(), 1)
-        self.fake.outcome = "queue_full"
+        self.queue_one_more("other-3")                # another front end takes the last place
         gate.set()
         for response in (self.io_loop.run_sync(lambda: first),
                          self.io_loop.run_sync(lambda: second)):
             self.assertIn("the queue is full", self.assert_error(response, 503)["error"])
         # One submit for the first; the second cost one room question, no decode, no file.
-        self.assertEqual([m["type"] for m in self.fake.received], ["submit", "room"])
+        self.assertEqual(self.sent_types(), ["submit", "room"])
         self.assertEqual(self.incoming(), [])
         rejected = self.capture.named("job_rejected")
         self.assertEqual(sorted(r["job_id"] for r in rejected), ["job-1", "job-2"])
 
     def test_a_slow_body_gives_its_place_back_and_asks_again_when_complete(self):
-        self.admission().view.note(accepted(99, 100))     # room for one more job
+        self.admission().view.note(self.queue_one_more("other-1"))
+        self.admission().view.note(self.queue_one_more("other-2"))   # room for one more job
         payload = forms.body(*forms.process_parts(photos.jpeg(), job_id="slow"))
         slow = socket.create_connection(("127.0.0.1", self.get_http_port()))
         self.addCleanup(slow.close)
@@ -169,8 +178,9 @@ class HeldUploadTest(FrontendTestCase):
         self.assertEqual(response.code, 202)           # not held until the slow body ends
         self.assertGreaterEqual(time.monotonic() - started, 0.25)
         self.assertEqual(self.admission().pending, 0)
+        # The slow upload asks again once its body is in: the fast one took the place.
         slow.sendall(payload[100:])
-        self.wait_until(lambda: len(self.fake.submits()) == 2)
         head = slow.recv(4096)
-        self.assertTrue(head.startswith(b"HTTP/1.1 202"), head[:40])
-        self.assertEqual([m["job"]["job_id"] for m in self.fake.submits()], ["fast", "slow"])
+        self.assertTrue(head.startswith(b"HTTP/1.1 503"), head[:40])
+        self.assertEqual(self.sent_types(), ["submit", "room"])
+        self.assertEqual([m["job"]["job_id"] for m in self.sent("submit")], ["fast"])

@@ -2,7 +2,7 @@
 
 Every operation gets generated requests, valid and invalid (bounded by
 :data:`MAX_EXAMPLES`, derandomized so CI runs are repeatable). With a healthy
-fake broker behind it, the front end must never answer 5xx, and every answer
+stub broker behind it, the front end must never answer 5xx, and every answer
 must match the document (status codes, content types, JSON schemas, headers).
 """
 
@@ -15,8 +15,8 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from common.config import ServerSettings
 from frontend.openapi import build_document
-from tests.frontend.fake_broker import FakeBroker
 from tests.frontend.live_server import LiveFrontend
+from tests.support.stub_broker import StubBroker
 
 #: Generated requests per operation.
 MAX_EXAMPLES = 100
@@ -28,9 +28,13 @@ schema = schemathesis.openapi.from_dict(build_document(SERVER))
 
 @pytest.fixture(scope="module")
 def live_url(tmp_path_factory):
-    with FakeBroker() as fake:
-        fake.jobs["known-job"] = {"job_id": "known-job", "state": "done", "submitted_at": 1.0}
-        with LiveFrontend(SERVER, fake.endpoint, tmp_path_factory.mktemp("fuzz")) as url:
+    folder = tmp_path_factory.mktemp("fuzz")
+    # a queue that never fills: every generated photo that decodes is accepted
+    with StubBroker(folder, max_size=100_000) as stub:
+        stub.add_worker("w0", takes_jobs=False)
+        stub.add_uploader()
+        stub.submit("known-job")
+        with LiveFrontend(SERVER, stub.front_endpoint, folder) as url:
             yield url
 
 

@@ -11,25 +11,27 @@ import sys
 import pytest
 import requests
 
-from tests.frontend import forms, photos
-from tests.frontend.fake_broker import FakeBroker
-from tests.support import procs
+from tests.frontend import photos
+from tests.support import forms, procs
+from tests.support.stub_broker import FRONT, StubBroker
 
 
 @pytest.fixture
 def running(tmp_path):
-    """(process, base url, log path, fake broker) for a front end on a free port."""
+    """(process, base url, log path, stub broker) for a front end on a free port."""
     port = procs.free_port()
     log_path = tmp_path / "frontend.log"
-    with FakeBroker() as fake:
-        env = {"HOST": "127.0.0.1", "PORT": str(port), "BROKER_FRONTEND_ENDPOINT": fake.endpoint,
+    with StubBroker(tmp_path / "tmp") as stub:
+        stub.add_worker("w0", takes_jobs=False)
+        stub.add_uploader()
+        env = {"HOST": "127.0.0.1", "PORT": str(port), "BROKER_FRONTEND_ENDPOINT": stub.front_endpoint,
                "TEMP_FOLDER": str(tmp_path / "tmp"), "API_KEY": "main-test-key",
                "LOG_LEVEL": "INFO"}
         proc = procs.start("frontend", env, log_path=log_path)
         try:
             base = f"http://127.0.0.1:{port}"
             procs.wait_for(lambda: _answers(base), timeout=20, what="frontend to listen")
-            yield proc, base, log_path, fake
+            yield proc, base, log_path, stub
         finally:
             procs.stop(proc)
 
@@ -46,7 +48,7 @@ def _log_events(log_path) -> list[dict]:
 
 
 def test_serves_logs_json_and_drains_on_sigterm(running):
-    proc, base, log_path, fake = running
+    proc, base, log_path, stub = running
     key = {"X-API-Key": "main-test-key"}
     files = {"user_image": ("p.jpg", photos.jpeg(), "image/jpeg")}
     response = requests.post(base + "/process", files=files, headers=key, timeout=10,
@@ -75,7 +77,8 @@ def test_serves_logs_json_and_drains_on_sigterm(running):
     assert [e["drained"] for e in events if e["event"] == "frontend_stopped"] == [True]
     assert all(e["proc"] == "frontend" for e in events)
     assert "main-test-key" not in log_path.read_text()
-    assert len(fake.submits()) == 2
+    assert len(stub.messages(FRONT, "submit")) == 2
+    assert stub.record("main-2")["state"] == "queued"
 
 
 def test_configuration_error_exits_2(tmp_path):

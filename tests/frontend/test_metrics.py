@@ -1,4 +1,4 @@
-"""GET /metrics against a scripted broker: the text format, parsed back with
+"""GET /metrics against a stub broker: the text format, parsed back with
 prometheus_client's own parser, and what happens when the broker is silent."""
 
 from __future__ import annotations
@@ -8,9 +8,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from common import VERSION
 from common.histogram import Histogram
 from frontend.metrics import FrontendCounters, render
-from tests.frontend import forms, photos
-from tests.frontend.fake_broker import default_stats
+from tests.frontend import photos
 from tests.frontend.http_case import FrontendTestCase
+from tests.support import forms
+from tests.support.stub_broker import StubBroker
 
 
 def samples(text: str) -> dict[tuple[str, tuple], float]:
@@ -23,11 +24,12 @@ def samples(text: str) -> dict[tuple[str, tuple], float]:
 
 
 def broker_stats() -> dict:
+    """A real broker's stats, with every figure given a value worth rendering."""
     upload, stage = Histogram(), Histogram()
     for seconds in (0.02, 0.3, 7.0):
         upload.observe(seconds)
     stage.observe(0.004)
-    return {**default_stats(), "accepted": 9, "jobs_processed": 5, "retried": 2,
+    return {**StubBroker().stats(), "accepted": 9, "jobs_processed": 5, "retried": 2,
             "failed_by_reason": {"no_person": 2, "attempts_exhausted": 1}, "redelivered": 1,
             "queue_current": 3, "in_flight": 1, "pending_handoff": 0, "uploader_alive": True,
             "segmentation_ready": True, "no_worker_s": 0, "no_worker_grace_s": 60.0,
@@ -88,7 +90,6 @@ def test_junk_in_the_stats_is_left_out_not_fatal():
 class MetricsEndpointTest(FrontendTestCase):
 
     def test_scrape_counts_refusals_by_status_and_reason(self):
-        self.fake.stats = broker_stats()
         self.post_form(forms.process_parts(photos.jpeg(), job_id="m-1"))
         self.post_form(forms.process_parts(photos.jpeg(), job_id="m-1"))   # duplicate
         self.post_form(forms.process_parts(b"not a photo", job_id="m-2"))
@@ -102,7 +103,8 @@ class MetricsEndpointTest(FrontendTestCase):
         [(labels, value)] = refused.items()
         self.assertEqual((dict(labels)["status"], value), ("415", 1))
         self.assertEqual(got[("qmc_jobs_duplicate_total", ())], 1)
-        self.assertEqual(got[("qmc_jobs_accepted_total", ())], 9)
+        self.assertEqual(got[("qmc_jobs_accepted_total", ())], 1)   # the broker's count
+        self.assertEqual(got[("qmc_workers_alive", (("engine", "schp"),))], 1)
 
     def test_openmetrics_when_the_scraper_asks_for_it(self):
         response = self.fetch("/metrics", headers={"Accept": "application/openmetrics-text"})

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from frontend.multipart import FormError, boundary_of, parse_form_data, parse_header_value
-from tests.frontend import forms
+from tests.support import forms
 
 B = forms.BOUNDARY.encode()
 

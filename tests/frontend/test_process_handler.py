@@ -1,4 +1,4 @@
-"""POST /process against the real application and a scripted fake broker."""
+"""POST /process against the real application and a stub broker (the real broker core)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,10 @@ from unittest import mock
 
 from common import files
 from frontend import errors
-from tests.frontend import forms, photos
+from tests.frontend import photos
 from tests.frontend.http_case import FrontendTestCase
+from tests.support import forms
+from tests.support.images import png_bomb
 
 
 class AcceptTest(FrontendTestCase):
@@ -29,7 +31,7 @@ class AcceptTest(FrontendTestCase):
         self.assertEqual(path.read_bytes(), image)
         self.assertEqual(stat.S_IMODE(path.stat().st_mode), 0o600)
         self.assertEqual(stat.S_IMODE(path.parent.stat().st_mode), 0o700)
-        [submit] = self.fake.submits()
+        [submit] = self.sent("submit")
         job = submit["job"]
         self.assertEqual((job["job_id"], job["user_id"], job["provider"], job["attempt"]),
                          ("job-42", "u-7", "qwen", 0))
@@ -76,14 +78,14 @@ class RejectTest(FrontendTestCase):
     def assert_rejected(self, response, status):
         body = self.assert_error(response, status)
         self.assertEqual(self.incoming(), [])
-        self.assertEqual(self.fake.submits(), [])
+        self.assertEqual(self.sent("submit"), [])
         self.assertTrue(self.capture.named("job_rejected"))
         return body
 
     def test_photo_problems(self):
         cases = {"not_an_image": (b"hello, I am text", 415),
                  "truncated_jpeg": (photos.truncated_jpeg(), 422),
-                 "png_50000x50000": (photos.png_bomb(), 413),
+                 "png_50000x50000": (png_bomb(), 413),
                  "empty": (b"", 400),
                  **{name: (data, 415) for name, data in photos.other_formats().items()}}
         for name, (data, status) in cases.items():
@@ -190,9 +192,10 @@ class RejectTest(FrontendTestCase):
 
 
 class BrokerOutcomeTest(FrontendTestCase):
+    queue_max = 2
 
     def test_queue_full_is_503_with_retry_after(self):
-        self.fake.outcome = "queue_full"
+        self.stub.fill_queue()
         response = self.post_form(forms.process_parts(photos.jpeg()))
         body = self.assert_error(response, 503)
         self.assertIn("full", body["error"])
@@ -202,7 +205,8 @@ class BrokerOutcomeTest(FrontendTestCase):
         self.assertEqual((rejected["reason"], rejected["job_id"]), ("queue_full", "job-1"))
 
     def test_no_worker_is_503_with_retry_after_and_the_job_is_not_queued(self):
-        self.fake.outcome = "no_worker"
+        self.stub.remove_worker("w0")
+        self.stub.advance(75)               # no worker for longer than no_worker_grace_s
         response = self.post_form(forms.process_parts(photos.jpeg()))
         body = self.assert_error(response, 503)
         self.assertIn("no segmentation worker", body["error"])
@@ -213,26 +217,27 @@ class BrokerOutcomeTest(FrontendTestCase):
         self.assertEqual((rejected["status"], rejected["reason"]), (503, "no_worker"))
 
     def test_while_the_queue_is_full_the_broker_is_asked_before_the_photo_is_decoded(self):
-        self.fake.outcome = "queue_full"
+        self.stub.fill_queue()
         self.assert_error(self.post_form(forms.process_parts(photos.jpeg())), 503)
         # Known full: the next upload costs one "room" question, no decode, no file, no submit.
         response = self.post_form(forms.process_parts(photos.jpeg(), job_id="job-2"))
         body = self.assert_error(response, 503)
         self.assertIn("the queue is full", body["error"])
         self.assertEqual(response.headers["Retry-After"], "10")
-        self.assertEqual([m["type"] for m in self.fake.received], ["submit", "room"])
+        self.assertEqual(self.sent_types(), ["submit", "room"])
         self.assertEqual(self.incoming(), [])
-        # Room again: the upload goes the whole way, and is not asked about again after.
-        self.fake.outcome = "auto"
+        # Room again (two workers join and take the queued jobs): the upload goes the
+        # whole way, and is not asked about again after.
+        self.stub.add_worker("w1")
+        self.stub.add_worker("w2")
         self.assertEqual(self.post_form(forms.process_parts(photos.jpeg(), job_id="job-3")).code, 202)
         self.assertEqual(self.post_form(forms.process_parts(photos.jpeg(), job_id="job-4")).code, 202)
-        self.assertEqual([m["type"] for m in self.fake.received],
-                         ["submit", "room", "room", "submit", "submit"])
+        self.assertEqual(self.sent_types(), ["submit", "room", "room", "submit", "submit"])
 
     def test_broker_error_outcome_is_503(self):
-        self.fake.outcome = "error"
+        self.stub.journal.fail = True       # the broker cannot record the job
         response = self.post_form(forms.process_parts(photos.jpeg()))
-        self.assertIn("journal write failed", self.assert_error(response, 503)["error"])
+        self.assertIn("cannot record the job", self.assert_error(response, 503)["error"])
         self.assertIn("Retry-After", response.headers)
         self.assertEqual(self.incoming(), [])
 
@@ -246,7 +251,7 @@ class SilentBrokerCase(FrontendTestCase):
     def setUp(self):
         super().setUp()
         self.assertEqual(self.fetch("/stats").code, 200)  # connected before going silent
-        self.fake.silent = True
+        self.stub.pause()
 
 
 class LateReplyTest(SilentBrokerCase):
@@ -257,14 +262,15 @@ class LateReplyTest(SilentBrokerCase):
         self.assert_error(response, 503)
         self.assertIn("Retry-After", response.headers)
         self.assertEqual(len(self.incoming()), 1)  # outcome unknown yet: the photo stays
-        self.fake.release("accepted")
+        self.stub.resume()                  # the broker accepts the job, late
         self.wait_until(lambda: self.capture.named("job_late_reply"))
         self.assertEqual(len(self.incoming()), 1)
         self.assertTrue(self.capture.named("job_late_reply")[0]["photo_kept"])
 
     def test_silent_broker_then_late_refusal_deletes_the_photo(self):
         self.assert_error(self.post_form(forms.process_parts(photos.jpeg())), 503)
-        self.fake.release("queue_full")
+        self.stub.fill_queue()
+        self.stub.resume()                  # the broker refuses the job, late: queue full
         self.wait_until(lambda: self.capture.named("job_late_reply"))
         self.assertEqual(self.incoming(), [])
 
@@ -306,7 +312,7 @@ class StorageFailureTest(FrontendTestCase):
             response = self.post_form(forms.process_parts(photos.jpeg()))
         self.assertIn("cannot be written", self.assert_error(response, 503)["error"])
         self.assertIn("Retry-After", response.headers)
-        self.assertEqual(self.fake.submits(), [])
+        self.assertEqual(self.sent("submit"), [])
         self.assertEqual(self.post_form(forms.process_parts(photos.jpeg())).code, 202)
 
     def test_full_disk_is_507_then_recovers(self):

@@ -14,12 +14,12 @@ class HealthTest(FrontendTestCase):
             "workers": 1})
 
     def test_worker_alive_but_model_not_loaded(self):
-        self.fake.stats["per_worker"] = [{"id": "w0", "engine": "schp", "model_loaded": False}]
+        self.stub.add_worker("w0", takes_jobs=False, engine="schp", model_loaded=False)
         body = self.json_of(self.fetch("/health"))
         self.assertEqual((body["status"], body["segmentation_ready"]), ("ok", False))
 
     def test_degraded_without_live_workers(self):
-        self.fake.stats.update(workers=0, per_worker=[])
+        self.stub.remove_worker("w0")
         response = self.fetch("/health", raise_error=False)
         self.assertEqual(response.code, 503)
         body = self.json_of(response)
@@ -31,29 +31,27 @@ class HealthTest(FrontendTestCase):
 class StatsTest(FrontendTestCase):
 
     def test_passes_the_broker_stats_through(self):
-        self.fake.stats["custom_counter"] = 7
+        self.stub.submit("queued-1")
         body = self.json_of(self.fetch("/stats"))
-        self.assertEqual(body["custom_counter"], 7)
+        self.assertEqual(set(body), set(self.stub.stats()))   # every key, none added
         for key in ("queue_max", "queue_current", "workers", "jobs_processed", "uptime_sec",
                     "in_flight", "failed", "delivered", "retried", "dead_lettered", "per_worker"):
             self.assertIn(key, body)
-        self.assertEqual(body["queue_max"], 100)
-
-    def test_missing_keys_are_null(self):
-        self.fake.stats = {"queue_current": 2}
-        body = self.json_of(self.fetch("/stats"))
-        self.assertEqual(body["queue_current"], 2)
-        self.assertIsNone(body["uptime_sec"])
+        self.assertEqual((body["queue_max"], body["queue_current"], body["accepted"]), (100, 1, 1))
+        self.assertEqual(body["per_worker"]["w0"]["engine"], "schp")
 
 
 class JobsTest(FrontendTestCase):
 
     def test_known_job_record_without_internal_paths(self):
-        self.fake.jobs["job-9"] = {"job_id": "job-9", "state": "failed", "reason": "no_person",
-                                   "submitted_at": 1.5, "image_path": "/srv/tmp/x.jpg"}
+        self.stub.add_worker("w1")
+        self.stub.submit("job-9")
+        self.stub.fail("job-9", "no_person", detail=f"nobody in {self.store.directory.parent}/job-9.jpg")
         body = self.json_of(self.fetch("/jobs/job-9"))
-        self.assertEqual(body, {"job_id": "job-9", "state": "failed", "reason": "no_person",
-                                "submitted_at": 1.5})
+        record = self.stub.record("job-9")
+        self.assertEqual((body["state"], body["reason"], body["worker"]), ("failed", "no_person", "w1"))
+        self.assertEqual(body["detail"], "nobody in TEMP_FOLDER/job-9.jpg")
+        self.assertEqual(body, {**record, "detail": "nobody in TEMP_FOLDER/job-9.jpg"})
 
     def test_unknown_job_is_404(self):
         self.assertIn("nope", self.assert_error(self.fetch("/jobs/nope", raise_error=False),
@@ -64,7 +62,7 @@ class JobsTest(FrontendTestCase):
                      "/jobs/-x", "/jobs/a%2Fb"):
             with self.subTest(path):
                 self.assert_error(self.fetch(path, raise_error=False), 400)
-        self.assertFalse([m for m in self.fake.received if m["type"] == "job"])
+        self.assertEqual(self.sent("job"), [])
 
 
 class SilentBrokerTest(FrontendTestCase):
@@ -72,7 +70,7 @@ class SilentBrokerTest(FrontendTestCase):
 
     def setUp(self):
         super().setUp()
-        self.fake.silent = True
+        self.stub.pause()
 
     def test_health_is_degraded(self):
         response = self.fetch("/health", raise_error=False)

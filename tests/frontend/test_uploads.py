@@ -6,7 +6,8 @@ import pytest
 
 from frontend.errors import ApiError
 from frontend.uploads import form_boundary, read_process_form
-from tests.frontend import forms, photos
+from tests.frontend import photos
+from tests.support import forms
 
 B = forms.BOUNDARY.encode()
 

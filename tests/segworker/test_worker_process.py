@@ -1,4 +1,4 @@
-"""The real worker process (``python -m segworker``), parser engine, against a stand-in broker."""
+"""The real worker process (``python -m segworker``), parser engine, against a stub broker."""
 
 from __future__ import annotations
 
@@ -9,51 +9,42 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import zmq
 from PIL import Image
 
 from common import wire
-from tests.segworker.worker_support import FakeBroker
 from tests.support import procs
 from tests.support.observe import log_events
+from tests.support.stub_broker import WORKERS, StubBroker
 
 
 @pytest.fixture
 def stand_in(tmp_path):
-    ctx = zmq.Context()
-    broker = FakeBroker(ctx)
-    try:
+    with StubBroker(tmp_path) as broker:
         yield broker
-    finally:
-        broker.close()
-        ctx.term()
 
 
-def _env(tmp_path: Path, broker: FakeBroker, **extra: str) -> dict[str, str]:
-    return {"BROKER_WORKER_ENDPOINT": broker.endpoint, "SEGMENTATION_ENGINE": "parser",
+def _env(tmp_path: Path, broker: StubBroker, **extra: str) -> dict[str, str]:
+    return {"BROKER_WORKER_ENDPOINT": broker.worker_endpoint, "SEGMENTATION_ENGINE": "parser",
             "HEARTBEAT_INTERVAL_S": "0.2", "WORKER_THREADS": "1",
             "TEMP_FOLDER": str(tmp_path / "tmp"), "STATE_DIR": str(tmp_path / "state"), **extra}
 
 
-def _until(broker: FakeBroker, msg_type: str, timeout: float = 60.0,
+def _until(broker: StubBroker, msg_type: str, timeout: float = 60.0,
            proc=None, log: Path | None = None) -> tuple[bytes, dict, int]:
-    """The next ``msg_type`` message, and how many heartbeats came before it.
-    With ``proc``, fail at once (showing ``log``) if the process has exited."""
+    """The next ``msg_type`` message from the worker, and how many heartbeats came
+    before it. With ``proc``, fail at once (showing ``log``) if the process has exited."""
     beats, deadline = 0, time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
             raise AssertionError(f"worker exited with {proc.returncode}:\n"
                                  f"{log.read_text()[-3000:] if log else ''}")
         try:
-            peer, msg = broker.recv(1.0, skip_heartbeats=False)
+            peer, msg = broker.next_message(WORKERS, 1.0, skip=())
         except AssertionError:
             continue
         if msg["type"] == msg_type:
             return peer, msg, beats
         assert msg["type"] == "heartbeat", msg
-        # answered as the real broker does: a worker that hears nothing for its peer
-        # expiry reconnects with a new socket (and the test's ``peer`` would go stale)
-        broker.send(peer, "heartbeat")
         beats += 1
     raise AssertionError(f"no {msg_type} within {timeout}s")
 
@@ -66,7 +57,7 @@ def test_parser_worker_serves_a_real_photo_and_drains_on_sigterm(tmp_path, stand
     log = tmp_path / "worker.log"
     proc = procs.start("segworker", _env(tmp_path, stand_in), "--index", "1", log_path=log)
     try:
-        peer, ready, _ = _until(stand_in, "ready", 120, proc, log)   # engine load
+        _, ready, _ = _until(stand_in, "ready", 120, proc, log)   # engine load
         info = ready["worker"]
         assert (info["engine"], info["model_loaded"], info["index"], info["busy"]) == \
             ("parser", True, 1, False)
@@ -74,17 +65,17 @@ def test_parser_worker_serves_a_real_photo_and_drains_on_sigterm(tmp_path, stand
         [placed] = log_events(log, "worker_placed")
         assert placed["threads"] == 1 and len(placed["cores"]) == 1
 
-        stand_in.send_job(peer, "astro-1", str(photo))
+        stand_in.submit("astro-1", str(photo))     # dispatched at once: the worker is idle
         _, result, _ = _until(stand_in, "result")
         assert (result["job_id"], result["engine"]) == ("astro-1", "parser")
         for name in (wire.UPPER, wire.LOWER):
             mask = Image.open(io.BytesIO(result["masks"][name]))
             assert mask.mode == "L" and mask.size == (512, 512)
             assert set(np.unique(np.asarray(mask))) <= {0, 255}
-        peer, _, beats = _until(stand_in, "ready")
-        _, _, beats = _until(stand_in, "heartbeat")     # heartbeats keep coming
+        _until(stand_in, "ready")
+        _until(stand_in, "heartbeat")                   # heartbeats keep coming
 
-        stand_in.send_job(peer, "astro-2", str(photo))
+        stand_in.submit("astro-2", str(photo))
         procs.wait_for(lambda: log_events(log, "job_started")[-1:] and
                        log_events(log, "job_started")[-1]["job_id"] == "astro-2", 30,
                        what="the second job to start")
@@ -93,6 +84,7 @@ def test_parser_worker_serves_a_real_photo_and_drains_on_sigterm(tmp_path, stand
         assert done["job_id"] == "astro-2"
         _until(stand_in, "disconnect")
         assert proc.wait(30) == 0
+        assert [stand_in.record(j)["state"] for j in ("astro-1", "astro-2")] == ["uploading"] * 2
     finally:
         procs.stop(proc)
 

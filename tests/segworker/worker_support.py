@@ -1,28 +1,22 @@
-"""A stand-in broker (ROUTER socket) and a fake engine for the worker tests."""
+"""A fake engine, its process function and settings for the worker tests (the broker
+they talk to is :class:`tests.support.stub_broker.StubBroker`)."""
 
 from __future__ import annotations
 
-import io
 import threading
-import time
-from typing import Any
 
 import numpy as np
-import zmq
-from PIL import Image
 
 from common import wire
 from common.config import Settings, load_settings
 from segworker.engine import Engine, EngineError, NoPersonError
-from tests.support import procs
+from tests.support.images import encode
 
 MASK = b"\x89PNG\r\n\x1a\nfake"
 
 
 def png_photo(width: int = 64, height: int = 48) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(np.full((height, width, 3), 120, np.uint8)).save(buf, "PNG")
-    return buf.getvalue()
+    return encode(np.full((height, width, 3), 120, np.uint8), "PNG")
 
 
 class FakeEngine(Engine):
@@ -61,36 +55,3 @@ class FakeProcess:
 def worker_settings(endpoint: str, **env: str) -> Settings:
     return load_settings(environ={"BROKER_WORKER_ENDPOINT": endpoint,
                                   "HEARTBEAT_INTERVAL_S": "0.1", **env})
-
-
-class FakeBroker:
-    """A ROUTER on a free loopback port that records what workers send."""
-
-    def __init__(self, ctx: zmq.Context, port: int | None = None) -> None:
-        self.port = port or procs.free_port()
-        self.endpoint = f"tcp://127.0.0.1:{self.port}"
-        self.sock = ctx.socket(zmq.ROUTER)
-        self.sock.linger = 0
-        self.sock.bind(self.endpoint)
-
-    def recv(self, timeout: float = 10.0, skip_heartbeats: bool = True) -> tuple[bytes, dict]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.sock.poll(50):
-                peer, frame = self.sock.recv_multipart()
-                msg = wire.decode(frame)
-                if skip_heartbeats and msg["type"] == "heartbeat":
-                    continue
-                return peer, msg
-        raise AssertionError(f"no message within {timeout}s")
-
-    def send(self, peer: bytes, msg_type: str, **fields: Any) -> None:
-        self.sock.send_multipart([peer, wire.encode(msg_type, **fields)])
-
-    def send_job(self, peer: bytes, job_id: str, path: str = "/nonexistent/x.png",
-                 image: bytes | None = None, attempt: int = 0) -> None:
-        job = wire.make_job(job_id, "user-1", "qwen", path, time.time(), attempt)
-        self.send(peer, "job", job=job, image=image, deadline_s=30.0)
-
-    def close(self) -> None:
-        self.sock.close()

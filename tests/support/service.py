@@ -19,6 +19,7 @@ import requests
 from PIL import Image
 
 from tests.support import procs
+from tests.support.images import encode
 from tests.support.receiver import Receiver
 
 #: Shared secret between the uploader and the stand-in receiver in tests.
@@ -164,9 +165,13 @@ class ServiceTree(ServiceClient):
 def person_photo(fmt: str = "JPEG") -> bytes:
     """A real photo of a person (scikit-image's astronaut, upper body)."""
     from skimage import data
-    buf = io.BytesIO()
-    Image.fromarray(data.astronaut()).save(buf, fmt, quality=92)
-    return buf.getvalue()
+    return encode(data.astronaut(), fmt, quality=92)
+
+
+def no_person_photo() -> bytes:
+    """A real photo without a person (scikit-image's coffee cup)."""
+    from skimage import data
+    return encode(data.coffee(), "JPEG")
 
 
 def mask_of(png: bytes) -> np.ndarray:

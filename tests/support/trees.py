@@ -2,15 +2,19 @@
 
 Starting a tree with a useful failure message, starting it without workers,
 stopping all of its processes at once, finding a worker's process from its id,
-writing a user config file, and looking for the secret in what a tree left on disk.
+writing a user config file, looking for the secret in what a tree left on disk, and
+the fixture that gives a test module the whole service (:func:`service_fixture`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import threading
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Literal
+
+import pytest
 
 from tests.support.service import SECRET, ServiceTree
 
@@ -89,3 +93,15 @@ def running_tree(root: Path, workers: int = 1, **env: str) -> Iterator[ServiceTr
         close_tree(tree)
     leaks = secret_leaks(tree.logs, Path(tree.env["STATE_DIR"]))
     assert not leaks, f"the secret appears in {leaks}"
+
+
+def service_fixture(name: str, scope: Literal["function", "module"] = "function",
+                    workers: int = 1, **env: str) -> Any:
+    """A pytest fixture ``name`` (assign it to that name in a test module or conftest)
+    that yields the whole service started (:func:`running_tree`, ``env`` added to its
+    environment), once per ``scope``, stopped and checked for the secret afterwards."""
+    @pytest.fixture(scope=scope, name=name)
+    def whole_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceTree]:
+        with running_tree(tmp_path_factory.mktemp(name), workers=workers, **env) as tree:
+            yield tree
+    return whole_service

@@ -1,10 +1,9 @@
-"""Fixtures for the uploader tests: a real HTTP receiver, a fake broker, and a
-harness that runs ``python -m uploader`` as a real process (DEBUG logs to a
+"""Fixtures for the uploader tests: a real HTTP receiver, a stub broker (the real
+broker core, writing masks under the harness's TEMP_FOLDER), and a harness that runs ``python -m uploader`` as a real process (DEBUG logs to a
 file that every test checks for the secret at teardown)."""
 
 from __future__ import annotations
 
-import io
 import os
 import secrets
 import subprocess
@@ -15,13 +14,13 @@ from typing import Any
 import numpy as np
 import pytest
 import yaml
-from PIL import Image
 
 from common.wire import LOWER, SEG_MAP, UPPER, make_job
 from tests.support import procs
+from tests.support.images import encode
 from tests.support.observe import text_events
 from tests.support.receiver import Receiver
-from tests.uploader.fakebroker import FakeBroker
+from tests.support.stub_broker import StubBroker
 
 #: The shared secret of these tests: random, so finding it in a log is meaningful.
 SECRET = "test-secret-" + secrets.token_hex(16)
@@ -37,9 +36,7 @@ def png_bytes(seed: int, size: tuple[int, int] = (12, 9)) -> bytes:
     """A small, distinct 0/255 single-channel PNG."""
     rng = np.random.default_rng(seed)
     mask = (rng.random((size[1], size[0])) > 0.5).astype(np.uint8) * 255
-    buf = io.BytesIO()
-    Image.fromarray(mask, "L").save(buf, "PNG")
-    return buf.getvalue()
+    return encode(mask, "PNG")
 
 
 class Harness:
@@ -49,7 +46,7 @@ class Harness:
         self.tmp = tmp
         self.temp_folder = tmp / "temp"
         self.state_dir = tmp / "state"
-        self.temp_folder.mkdir()
+        self.temp_folder.mkdir(exist_ok=True)
         self.url, self.endpoint = url, endpoint
         self.config = tmp / "config.yaml"
         raw = {"upload": {"connect_timeout_s": 1.0, "read_timeout_s": READ_TIMEOUT_S}}
@@ -124,17 +121,14 @@ def rx():
 
 
 @pytest.fixture
-def broker():
-    fake = FakeBroker().start()
-    try:
-        yield fake
-    finally:
-        fake.stop()
+def broker(tmp_path):
+    with StubBroker(tmp_path / "temp", on_disk=True) as stub:
+        yield stub
 
 
 @pytest.fixture
 def up(tmp_path, rx, broker):
-    harness = Harness(tmp_path, rx.url, broker.endpoint)
+    harness = Harness(tmp_path, rx.url, broker.uploader_endpoint)
     try:
         yield harness
     finally:
