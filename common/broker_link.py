@@ -92,13 +92,12 @@ class BrokerLink:
             poller.register(sock, zmq.POLLIN)
         ready = dict(poller.poll(timeout_ms))
         while self.monitor in ready and self.monitor.poll(0):
-            evt = recv_monitor_message(self.monitor)["event"]
-            self.connected = evt == zmq.EVENT_HANDSHAKE_SUCCEEDED
-            if self.connected:
-                self.epoch, self.heard_at = self.epoch + 1, time.monotonic()
-            event(log, "broker_connected" if self.connected else "broker_disconnected",
-                  logging.INFO if self.connected else logging.WARNING, endpoint=self.endpoint,
-                  epoch=self.epoch)
+            if recv_monitor_message(self.monitor)["event"] == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+                self.epoch, self.connected, self.heard_at = self.epoch + 1, True, time.monotonic()
+                event(log, "broker_connected", endpoint=self.endpoint, epoch=self.epoch)
+            elif self.connected:  # a lost connection (failed handshakes are not news)
+                self.connected = False
+                event(log, "broker_disconnected", logging.WARNING, endpoint=self.endpoint)
         messages: list[dict[str, Any]] = []
         while self.sock in ready and self.sock.poll(0):
             frame = self.sock.recv_multipart()[-1]

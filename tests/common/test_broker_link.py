@@ -42,11 +42,15 @@ def test_each_connection_is_an_epoch_and_messages_arrive_decoded(router):
     link.connect()
     poll_until(link, lambda _: link.connected)
     assert link.epoch == 1 and link.send(wire.encode("ready"))
+    assert sock.poll(5000)
     peer, frame = sock.recv_multipart()
     assert wire.decode(frame)["type"] == "ready"
     sock.send_multipart([peer, b"garbage"])
     sock.send_multipart([peer, wire.encode("heartbeat")])
     assert poll_until(link, bool) == [{"v": 1, "type": "heartbeat"}]   # the bad frame is dropped
+    sock.close(linger=0)                         # the broker goes away
+    poll_until(link, lambda _: not link.connected)
+    assert link.epoch == 1
     link.close()
 
 
@@ -63,6 +67,7 @@ def test_silence_replaces_the_socket_with_doubling_patience_reset_by_the_broker(
     link.check(link.heard_at + 10)
     assert link.patience == 1.5
     link.send(wire.encode("ready"))
+    assert sock.poll(5000)
     peer, _ = sock.recv_multipart()              # only the newest socket is connected
     sock.send_multipart([peer, wire.encode("heartbeat")])
     poll_until(link, bool)
