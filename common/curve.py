@@ -76,19 +76,16 @@ def _load(path: str | os.PathLike) -> tuple[bytes, bytes | None]:
 
 def make_server(socket: zmq.Socket, secret_file: str | os.PathLike) -> None:
     """Turn ``socket`` (before bind) into a CURVE server with the broker's key pair."""
-    public, secret = load_secret(secret_file)
-    socket.curve_secretkey = secret
-    socket.curve_publickey = public
+    socket.curve_publickey, socket.curve_secretkey = load_secret(secret_file)
     socket.curve_server = True
 
 
-def make_client(socket: zmq.Socket, secret_file: str | os.PathLike,
-                server_public_file: str | os.PathLike) -> None:
+ClientKeys = tuple[bytes, bytes, bytes]  #: a client's public and secret key, the server's public
+
+
+def make_client(socket: zmq.Socket, keys: ClientKeys) -> None:
     """Turn ``socket`` (before connect) into a CURVE client of the given server."""
-    public, secret = load_secret(secret_file)
-    socket.curve_secretkey = secret
-    socket.curve_publickey = public
-    socket.curve_serverkey = load_public(server_public_file)
+    socket.curve_publickey, socket.curve_secretkey, socket.curve_serverkey = keys
 
 
 def start_authenticator(context: zmq.Context, authorized_dir: str | os.PathLike

@@ -8,7 +8,6 @@ each stage took.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -17,17 +16,6 @@ from common.wire import LOWER, SEG_MAP, STAGES, UPPER
 from segworker.engine import Engine, NoPersonError, Segmentation
 from segworker.masks import encode_mask_png, encode_palette_png
 from segworker.refine import refine
-
-
-@dataclass
-class PhotoMasks:
-    """Refined masks of one photo, with the engine's label map when it has one."""
-
-    upper: np.ndarray                   #: H x W bool
-    lower: np.ndarray                   #: H x W bool
-    seg_map: np.ndarray | None = None   #: H x W uint8 label ids (SCHP only)
-    palette: list[int] | None = None
-    timings_ms: dict[str, float] = field(default_factory=dict)  #: stage -> milliseconds
 
 
 class MaskFiles(dict):
@@ -48,7 +36,7 @@ def reported_stages(timings_ms: dict[str, float]) -> dict[str, float]:
     return out
 
 
-def segment_photo(engine: Engine, rgb: np.ndarray, refine_settings: RefineSettings) -> PhotoMasks:
+def segment_photo(engine: Engine, rgb: np.ndarray, refine_settings: RefineSettings) -> Segmentation:
     """Run ``engine`` on an upright RGB photo and refine its masks.
 
     Raises :class:`NoPersonError` when the engine finds no person or both
@@ -59,17 +47,18 @@ def segment_photo(engine: Engine, rgb: np.ndarray, refine_settings: RefineSettin
     return refine_segmentation(engine.segment(rgb), refine_settings)
 
 
-def refine_segmentation(seg: Segmentation, refine_settings: RefineSettings) -> PhotoMasks:
-    """Refine an engine's output (see :func:`segment_photo`); ``seg`` is not changed."""
+def refine_segmentation(seg: Segmentation, refine_settings: RefineSettings) -> Segmentation:
+    """Refine an engine's output (see :func:`segment_photo`) into a new
+    :class:`Segmentation`; ``seg`` is not changed."""
     started = time.perf_counter()
     upper, lower = refine(seg.upper, seg.lower, refine_settings)
     timings = dict(seg.timings_ms, refine=(time.perf_counter() - started) * 1000)
     if not upper.any() and not lower.any():
         raise NoPersonError("no person found: no upper- or lower-body pixels in the photo")
-    return PhotoMasks(upper, lower, seg.seg_map, seg.palette, timings)
+    return Segmentation(upper, lower, seg.seg_map, seg.palette, timings)
 
 
-def encode_masks(masks: PhotoMasks, write_seg_map: bool) -> dict[str, bytes]:
+def encode_masks(masks: Segmentation, write_seg_map: bool) -> dict[str, bytes]:
     """PNG bytes by mask name (:data:`common.wire.UPPER`, ``LOWER``, and
     ``SEG_MAP`` when ``write_seg_map`` is set and the engine made a label map).
 

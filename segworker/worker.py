@@ -1,14 +1,15 @@
 """The worker process around an engine: a Paranoid Pirate worker of the broker.
 
-One DEALER socket to ``broker.worker_connect``. The worker sends ``ready``
+One DEALER socket to ``broker.worker_connect`` (a :class:`common.broker_link.BrokerLink`,
+which also replaces it when the broker falls silent). The worker sends ``ready``
 when idle and ``heartbeat`` every ``broker.heartbeat_interval_s`` (also while
 busy: inference runs in a separate thread, so a long forward pass never looks
 like a dead worker). It runs one job at a time and answers each with
 ``result`` (mask PNGs by name) or ``failed`` (reason, retryable).
 
-If the broker is silent for ``broker.peer_expiry_s`` the worker drops its
-socket and connects a fresh one, waiting a little longer each time (up to
-:data:`MAX_BACKOFF_FACTOR` heartbeat intervals), and announces itself again:
+If the broker is silent for ``broker.peer_expiry_s`` the link connects a
+fresh socket, waiting a little longer each time (up to
+:data:`MAX_BACKOFF_FACTOR` heartbeat intervals), and the worker announces itself again:
 ``ready`` when idle, a busy ``heartbeat`` when a job is still running (its
 result is sent when it is done).
 
@@ -29,13 +30,15 @@ import queue
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import zmq
 
 from common import curve, wire
+from common.broker_link import BrokerLink
 from common.config import RefineSettings, Settings
 from common.logs import event
 from common.photo import PhotoError, decode_rgb
@@ -46,8 +49,8 @@ from segworker.pipeline import reported_stages
 #: (kept below supervisord's ``stopwaitsecs``).
 DRAIN_TIMEOUT_S = 20.0
 
-#: Longest single poll, in seconds, so a stop request is noticed promptly.
-MAX_POLL_S = 0.2
+#: Longest single poll, in milliseconds, so a stop request is noticed promptly.
+MAX_POLL_MS = 200
 
 #: Cap of the reconnect back-off, in heartbeat intervals.
 MAX_BACKOFF_FACTOR = 32
@@ -99,7 +102,7 @@ def run_job(job: dict[str, Any], image: bytes | None, engine: Engine, process: P
         return _failed(ids, exc.reason, str(exc), exc.retryable)
     except EngineError as exc:
         return _failed(ids, exc.reason, str(exc), exc.retryable)
-    except Exception as exc:  # a bug or resource problem: never lose the job
+    except Exception as exc:  # noqa: BLE001 - a bug or resource problem: never lose the job
         event(log, "job_error", logging.ERROR, exc_info=True, job_id=job["job_id"])
         return _failed(ids, "worker_error", f"{type(exc).__name__}: {exc}", True)
 
@@ -185,25 +188,24 @@ class Worker:
         self.settings, self.engine, self.index, self.drain_s = settings, engine, index, drain_s
         self.name = f"{socket.gethostname()}-{os.getpid()}-{index}"
         self.ctx = ctx or zmq.Context.instance()
-        self._keys = self._load_keys()
         self.interval = settings.broker.heartbeat_interval_s
-        self.expiry = settings.broker.peer_expiry_s
+        self.link = BrokerLink(self.ctx, settings.broker.worker_connect,
+                               settings.broker.peer_expiry_s, patience_s=self.interval,
+                               max_patience_s=self.interval * MAX_BACKOFF_FACTOR,
+                               keys=self._load_keys())
         self.runner = InferenceThread(
             self.ctx, lambda job, image: run_job(job, image, engine, process, settings))
         self.current: dict[str, Any] | None = None   #: {job_id, attempt} of the running job
         self.abandoned = False   #: a job was handed back while still running
         self._stop_requested = False
         self._drain_deadline: float | None = None
-        self._backoff = self.interval   #: extra patience after a reconnect, doubled per loss
-        self._broker_deadline = 0.0     #: monotonic time the broker must be heard from by
-        self.sock: zmq.Socket | None = None
         facts = engine.describe()
         self._device = str(facts.get("device", settings.workers.device))
         #: How the engine runs and why (precision, backend), for /health and /metrics'
         #: info metric; only what the engine says (the pose engine runs no torch).
         self._runtime = {k: str(facts[k]) for k in RUNTIME_INFO if facts.get(k) is not None}
 
-    def _load_keys(self) -> tuple[bytes, bytes, bytes] | None:
+    def _load_keys(self) -> curve.ClientKeys | None:
         w = self.settings.workers
         if not w.curve_server_key_file:
             return None
@@ -225,22 +227,12 @@ class Worker:
         self._stop_requested = True
 
     # -- socket ----------------------------------------------------------
-    def _connect(self) -> None:
-        if self.sock is not None:
-            self.sock.close(linger=0)  # queued frames are for a broker that is gone
-        self.sock = self.ctx.socket(zmq.DEALER)
-        self.sock.linger = 0
-        if self._keys is not None:
-            self.sock.curve_publickey, self.sock.curve_secretkey, self.sock.curve_serverkey = \
-                self._keys
-        self.sock.connect(self.settings.broker.worker_connect)
+    def _announce(self) -> None:
+        """Tell a (re)connected broker who we are: ``ready``, or busy with a job."""
         self._send("ready" if self.current is None else "heartbeat", worker=self.info())
-        self._broker_deadline = time.monotonic() + self.expiry + self._backoff
 
     def _send(self, msg_type: str, **fields: Any) -> None:
-        try:
-            self.sock.send(wire.encode(msg_type, **fields), zmq.NOBLOCK)
-        except zmq.Again:
+        if not self.link.send(wire.encode(msg_type, **fields)):
             event(log, "send_dropped", logging.WARNING, type=msg_type, job_id=fields.get("job_id"))
 
     # -- loop ------------------------------------------------------------
@@ -248,48 +240,28 @@ class Worker:
         """Serve jobs until stopped; returns the exit code (0)."""
         event(log, "worker_started", worker=self.name, engine=self.engine.name,
               device=self._device, broker=self.settings.broker.worker_connect,
-              curve=self._keys is not None, inline_images=self.settings.workers.inline_images)
-        self._connect()
+              curve=self.link.keys is not None, inline_images=self.settings.workers.inline_images)
+        self.link.connect()
+        self._announce()
         next_beat = time.monotonic() + self.interval
         while not self._finished_draining():
-            now = time.monotonic()
-            self._poll(min(MAX_POLL_S, max(0.0, next_beat - now)))
+            wait_ms = (next_beat - time.monotonic()) * 1000
+            messages, woke = self.link.poll(int(min(MAX_POLL_MS, max(0.0, wait_ms))),
+                                            self.runner.wake_socket)
+            if woke:
+                self._finish(self.runner.take())
+            for msg in messages:
+                self._on_message(msg)
             now = time.monotonic()
             if now >= next_beat:
                 self._send("heartbeat", worker=self.info())
                 next_beat = now + self.interval
-            if now > self._broker_deadline:
-                self._backoff = min(self._backoff * 2, self.interval * MAX_BACKOFF_FACTOR)
-                event(log, "broker_lost", logging.WARNING, worker=self.name,
-                      next_check_s=round(self.expiry + self._backoff, 3),
-                      job_id=(self.current or {}).get("job_id"))
-                self._connect()
+            if self.link.check(now):
+                self._announce()
         self._leave()
         return 0
 
-    def _poll(self, timeout_s: float) -> None:
-        poller = zmq.Poller()
-        poller.register(self.sock, zmq.POLLIN)
-        poller.register(self.runner.wake_socket, zmq.POLLIN)
-        ready = dict(poller.poll(timeout_s * 1000))
-        if self.runner.wake_socket in ready:
-            self._finish(self.runner.take())
-        if self.sock in ready:
-            while True:
-                try:
-                    frame = self.sock.recv(zmq.NOBLOCK)
-                except zmq.Again:
-                    break
-                self._on_frame(frame)
-
-    def _on_frame(self, frame: bytes) -> None:
-        self._broker_deadline = time.monotonic() + self.expiry
-        self._backoff = self.interval
-        try:
-            msg = wire.decode(frame)
-        except wire.WireError as exc:
-            event(log, "invalid_frame", logging.WARNING, error=str(exc))
-            return
+    def _on_message(self, msg: dict[str, Any]) -> None:
         if msg["type"] == "job" and isinstance(msg.get("job"), dict):
             self._start(msg["job"], msg.get("image"))
         elif msg["type"] != "heartbeat":
@@ -344,6 +316,6 @@ class Worker:
 
     def _leave(self) -> None:
         self._send("disconnect")
-        self.sock.close(linger=LINGER_MS)
+        self.link.close(linger_ms=LINGER_MS)
         stopped = self.runner.stop(timeout=0.0 if self.abandoned else 1.0)
         event(log, "worker_stopped", worker=self.name, inference_thread_ended=stopped)
