@@ -1,6 +1,7 @@
 """The parser engine: a network trained on labelled photos, shipped with the project.
 
-Per photo: the MediaPipe selfie model's person probability
+Per photo: the MediaPipe selfie model's person probability and (for a
+network that takes pose planes) BlazePose's landmarks
 (:mod:`segworker.parser.person`), a crop around the main person
 (:mod:`segworker.parser.crop`), one forward pass of the parser network, the
 logits warped back into the photo, and the configured label sets

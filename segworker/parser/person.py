@@ -13,7 +13,11 @@ All ship inside the ``mediapipe`` wheel (nothing is downloaded):
   (close-ups, about 2 ms), the full-range one (people further away, about
   6 ms), then BlazePose landmarks on the whole photo and on the person crop
   (faces hidden, turned away or cut off; about 50 ms each). Any of them
-  finding someone is enough.
+  finding someone is enough;
+- BlazePose's landmarks of the main person (:meth:`PersonFinder.landmarks`,
+  on the crop around them) are what the pose input planes are drawn from
+  (:mod:`segworker.parser.pose`). When the network takes them they are
+  looked for first, for every photo, and a pose found is the person check.
 """
 
 from __future__ import annotations
