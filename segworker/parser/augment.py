@@ -20,6 +20,7 @@ import numpy as np
 from segworker.parser import crop
 from segworker.parser.infer import RGB_MEAN, RGB_STD
 from segworker.parser.person import person_box
+from segworker.parser.pose import pose_planes
 
 #: Chance that a sample is cut like a half-body photo.
 HALF_BODY_P = 0.2
@@ -29,6 +30,9 @@ SELFIE_BOX_P, WHOLE_PHOTO_P = 0.35, 0.08
 
 #: Chance that the person-probability channel is blanked (the model may miss someone).
 DROP_PERSON_P = 0.1
+
+#: Chance that the pose planes are blanked (BlazePose finds no one in some photos).
+DROP_POSE_P = 0.15
 
 #: Largest rotation (degrees) and its chance.
 MAX_ANGLE, ROTATE_P = 12.0, 0.4
@@ -44,9 +48,12 @@ def reference_box(classes: np.ndarray) -> tuple[int, int, int, int]:
 
 
 def make_sample(rgb: np.ndarray, prob: np.ndarray, classes: np.ndarray,
-                rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """``(4 x H x W float32 input, H x W int64 target)`` for one photo, where
-    ``classes`` holds parser class ids at the photo's size."""
+                rng: np.random.Generator, landmarks: np.ndarray | None = None,
+                pose: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """``(C x H x W float32 input, H x W int64 target)`` for one photo, where
+    ``classes`` holds parser class ids at the photo's size; the input's planes
+    are those of :func:`segworker.parser.infer.network_input` (with ``pose``,
+    the heatmaps of ``landmarks``, photo pixels, blanked with :data:`DROP_POSE_P`)."""
     rgb, prob, classes, box = _choose_region(rgb, prob, classes, rng)
     cx, cy, w, h = crop.fit_box(box)
     scale = float(np.exp(rng.uniform(-0.15, 0.3)))
@@ -61,7 +68,12 @@ def make_sample(rgb: np.ndarray, prob: np.ndarray, classes: np.ndarray,
     if rng.random() < DROP_PERSON_P:
         person = np.zeros_like(person)
     planes = (pixels.astype(np.float32) - RGB_MEAN) / RGB_STD
-    inputs = np.concatenate([planes.transpose(2, 0, 1), person[None]], axis=0)
+    stack = [planes.transpose(2, 0, 1), person[None]]
+    if pose:
+        # drawn after the half-body cut: landmarks below it are outside the photo, so unseen
+        stack.append(pose_planes(None if rng.random() < DROP_POSE_P else landmarks,
+                                 matrix, rgb.shape[:2]))
+    inputs = np.concatenate(stack, axis=0)
     return inputs.astype(np.float32), target.astype(np.int64)
 
 

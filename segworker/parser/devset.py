@@ -17,32 +17,35 @@ from PIL import Image
 from common.config import LabelSet, RefineSettings
 from segworker.masks import label_masks
 from segworker.parser.infer import parse
-from segworker.parser.person_cache import person_probabilities
+from segworker.parser.person_cache import person_probabilities, pose_landmarks
 from segworker.refine import refine
 from segworker.scoring import PARTS, load_reference, photo_paths, score_part
 
 
 class DevSet:
-    """Photos, references and person probabilities of a development folder, in memory."""
+    """Photos, references, person probabilities and (with ``pose``) BlazePose
+    landmarks of a development folder, in memory."""
 
     def __init__(self, folder: Path, cache: Path, labels: LabelSet,
-                 refine_settings: RefineSettings) -> None:
+                 refine_settings: RefineSettings, pose: bool = False) -> None:
         self.labels, self.refine = labels, refine_settings
         found = photo_paths(folder)
-        probs = person_probabilities(folder, [stem for stem, _ in found], cache,
-                                     [path for _, path in found])
+        stems, images = [stem for stem, _ in found], [path for _, path in found]
+        probs = person_probabilities(folder, stems, cache, images)
+        marks = pose_landmarks(folder, stems, cache, images, probs) if pose else {}
         self.items = []
         for stem, path in found:
             rgb = np.asarray(Image.open(path).convert("RGB"))
             refs, valid = load_reference(folder, stem)
-            self.items.append((rgb, probs[stem].astype(np.float32) / 255.0, refs, valid))
+            self.items.append((rgb, probs[stem].astype(np.float32) / 255.0, marks.get(stem),
+                               refs, valid))
 
     def score(self, model: torch.nn.Module) -> dict[str, float]:
         """``{"dev_upper": mean IoU, "dev_lower": mean IoU}`` of ``model``."""
         model.eval()
         scores: dict[str, list[float]] = {part: [] for part in PARTS}
-        for rgb, prob, refs, valid in self.items:
-            upper, lower = label_masks(parse(model, rgb, prob), self.labels)
+        for rgb, prob, landmarks, refs, valid in self.items:
+            upper, lower = label_masks(parse(model, rgb, prob, landmarks), self.labels)
             masks = dict(zip(PARTS, refine(upper, lower, self.refine)))
             for part in PARTS:
                 value = score_part(masks[part], refs[part], valid)

@@ -1,6 +1,7 @@
 """The parser engine: a network trained on labelled photos, shipped with the project.
 
-Per photo: the MediaPipe selfie model's person probability
+Per photo: the MediaPipe selfie model's person probability and (for a
+network that takes pose planes) BlazePose's landmarks
 (:mod:`segworker.parser.person`), a crop around the main person
 (:mod:`segworker.parser.crop`), one forward pass of the parser network, the
 logits warped back into the photo, and the configured label sets
@@ -23,7 +24,7 @@ from segworker.engine import Engine, EngineLoadError, NoPersonError, Segmentatio
 from segworker.masks import label_masks, voc_palette
 from segworker.parser import crop, weights
 from segworker.parser.classes import CLASS_NAMES
-from segworker.parser.infer import forward, network_input, resolve_one_piece
+from segworker.parser.infer import forward, network_input, resolve_one_piece, uses_pose
 from segworker.parser.network import ParserNet, fuse_batch_norms
 from segworker.parser.person import PersonFinder
 
@@ -43,6 +44,7 @@ class ParserEngine(Engine):
                 raise EngineLoadError(f"segmentation.parser.labels.{part}: {bad} are not parser "
                                       f"classes (0-{len(CLASS_NAMES) - 1}, see docs/parser.md)")
         self.net = fuse_batch_norms(net.eval()).to(memory_format=torch.channels_last)
+        self.pose = uses_pose(self.net)
         self.labels = labels
         self.weights_path = weights_path
         self.trained = trained or {}
@@ -75,13 +77,12 @@ class ParserEngine(Engine):
             raise ValueError("segment() needs an H x W x 3 uint8 RGB array")
         height, width = rgb.shape[:2]
         t0 = time.perf_counter()
-        found = self._finder.locate(rgb)
+        found = self._finder.locate(rgb, with_pose=self.pose)
         if found is None:
             raise NoPersonError("no person found in the photo")
-        prob, box = found
         t1 = time.perf_counter()
-        matrix = crop.box_matrix(box)
-        inputs = network_input(rgb, prob, matrix)
+        matrix = crop.box_matrix(found.box)
+        inputs = network_input(rgb, found.prob, matrix, found.landmarks, pose=self.pose)
         t2 = time.perf_counter()
         logits = resolve_one_piece(forward(self.net, inputs))
         t3 = time.perf_counter()
@@ -100,6 +101,7 @@ class ParserEngine(Engine):
         facts = {"engine": self.name, "weights": str(self.weights_path) if self.weights_path else None,
                  "classes": list(CLASS_NAMES), "input": [crop.INPUT_H, crop.INPUT_W],
                  "trained_on": self.trained.get("source"),
+                 "pose_planes": self.pose,
                  "precision": "fp32", "backend": "eager",
                  "precision_because": "the parser always runs fp32 (about 45 ms a photo)",
                  "backend_because": "the parser runs on eager PyTorch",

@@ -8,7 +8,8 @@ inference (:func:`fuse_batch_norms`).
 
 The input is the person crop (:mod:`segworker.parser.crop`): RGB normalised
 to about zero mean and unit variance, plus the person-probability channel
-from the MediaPipe selfie model (:mod:`segworker.parser.person`).
+from the MediaPipe selfie model (:mod:`segworker.parser.person`), and for
+networks of eight input channels the pose heatmaps (:mod:`segworker.parser.pose`).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from torch.nn import functional as F
 class NetShape:
     """Everything that decides the network's tensors (stored with the weights)."""
 
-    in_channels: int = 4                                #: RGB + person probability
+    in_channels: int = 4                                #: RGB + person (+ 4 pose planes: 8)
     num_classes: int = 8                                #: see :mod:`segworker.parser.classes`
     widths: tuple[int, ...] = (24, 48, 80, 128, 192)    #: channels at strides 2, 4, 8, 16, 32
     blocks: tuple[int, ...] = (0, 1, 2, 2, 2)           #: residual blocks per stage

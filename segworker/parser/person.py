@@ -13,10 +13,16 @@ All ship inside the ``mediapipe`` wheel (nothing is downloaded):
   (close-ups, about 2 ms), the full-range one (people further away, about
   6 ms), then BlazePose landmarks on the whole photo and on the person crop
   (faces hidden, turned away or cut off; about 50 ms each). Any of them
-  finding someone is enough.
+  finding someone is enough;
+- BlazePose's landmarks of the main person (:meth:`PersonFinder.landmarks`,
+  on the crop around them) are what the pose input planes are drawn from
+  (:mod:`segworker.parser.pose`). When the network takes them they are
+  looked for first, for every photo, and a pose found is the person check.
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import cv2
 import numpy as np
@@ -33,6 +39,14 @@ MODEL_SIDE = 512
 
 #: Smallest person region kept, as a share of the photo's pixels.
 MIN_PERSON_SHARE = 0.002
+
+
+class Person(NamedTuple):
+    """What :meth:`PersonFinder.locate` found."""
+
+    prob: np.ndarray                    #: H x W float32 person probability (0-1)
+    box: tuple[int, int, int, int]      #: the main person's (x0, y0, x1, y1)
+    landmarks: np.ndarray | None        #: 33 x 3 BlazePose landmarks (x, y, visibility), or None
 
 
 class PersonFinder:
@@ -57,30 +71,53 @@ class PersonFinder:
         for detector in self._faces:
             detector.close()
 
-    def locate(self, rgb: np.ndarray) -> tuple[np.ndarray, tuple[int, int, int, int]] | None:
-        """``(person probability, main person's box)`` for ``rgb``, or None when
-        the selfie model finds no region or no detector agrees it is a person
-        (:meth:`sees_person`). The models' shrunk copy is made once."""
+    def locate(self, rgb: np.ndarray, with_pose: bool = False) -> Person | None:
+        """The main person of ``rgb`` (probability, box and, with ``with_pose``,
+        BlazePose landmarks), or None when the selfie model finds no region or
+        no detector agrees it is a person (:meth:`sees_person`). The models'
+        shrunk copy is made once; the landmarks' pose run is also the check's."""
         small = _model_copy(rgb)
         prob = self._probability(small, rgb.shape[:2])
         box = person_box(prob)
-        if box is None or not self.sees_person(small, rgb, box):
+        if box is None:
             return None
-        return prob, box
+        if with_pose:
+            landmarks = self.landmarks(rgb, box)
+            if landmarks is None and not self.sees_person(small, rgb, box, crop_pose=False):
+                return None
+            return Person(prob, box, landmarks)
+        if not self.sees_person(small, rgb, box):
+            return None
+        return Person(prob, box, None)
 
     def sees_person(self, small: np.ndarray, rgb: np.ndarray,
-                    box: tuple[int, int, int, int]) -> bool:
+                    box: tuple[int, int, int, int], crop_pose: bool = True) -> bool:
         """True when a face detector or BlazePose finds a person in ``small`` (the
-        models' copy of ``rgb``), or BlazePose in the crop of ``rgb`` around ``box``
-        (a small figure, seen larger)."""
+        models' copy of ``rgb``), or (``crop_pose``) BlazePose in the crop of
+        ``rgb`` around ``box`` (a small figure, seen larger)."""
         if any(face.process(small).detections for face in self._faces):
             return True
         if self._pose.process(small).pose_landmarks is not None:
             return True
+        return crop_pose and self.landmarks(rgb, box) is not None
+
+    def landmarks(self, rgb: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray | None:
+        """BlazePose's ``33 x 3`` float32 landmarks (x, y in ``rgb``'s pixels,
+        visibility 0-1) of the person in ``box``, or None when it finds nobody.
+
+        BlazePose looks at the crop around ``box`` (a quarter of its size added
+        on each side), so a small figure is seen larger and a passer-by is
+        not the one it picks."""
         x0, y0, x1, y1 = box
         mx, my = (x1 - x0) // 4, (y1 - y0) // 4
-        around = rgb[max(0, y0 - my):y1 + my, max(0, x0 - mx):x1 + mx]
-        return self._pose.process(_model_copy(around)).pose_landmarks is not None
+        ax, ay = max(0, x0 - mx), max(0, y0 - my)
+        around = rgb[ay:y1 + my, ax:x1 + mx]
+        found = self._pose.process(_model_copy(around)).pose_landmarks
+        if found is None:
+            return None
+        h, w = around.shape[:2]
+        return np.array([[ax + p.x * w, ay + p.y * h, p.visibility] for p in found.landmark],
+                        dtype=np.float32)
 
     def probability(self, rgb: np.ndarray) -> np.ndarray:
         """``H x W`` float32 person probability (0-1) at ``rgb``'s size."""

@@ -24,8 +24,9 @@ def person_probabilities(folder: Path, stems: list[str], cache: Path,
     if path.exists():
         with np.load(path) as data:
             return {stem: data[stem] for stem in stems}
-    from segworker.parser.person import PersonFinder
     from tqdm import tqdm
+
+    from segworker.parser.person import PersonFinder
     finder = PersonFinder()
     out = {}
     for stem, image in tqdm(list(zip(stems, images)), desc="person masks", unit="photo"):
@@ -34,3 +35,38 @@ def person_probabilities(folder: Path, stems: list[str], cache: Path,
     finder.close()
     np.savez_compressed(path, **out)
     return out
+
+
+def pose_landmarks(folder: Path, stems: list[str], cache: Path, images: list[Path],
+                   probs: dict[str, np.ndarray]) -> dict[str, np.ndarray | None]:
+    """BlazePose landmarks (``33 x 3``, see :mod:`segworker.parser.pose`) of the
+    main person of every photo, or None where it found nobody; the person is
+    the one the selfie model's ``probs`` (as from :func:`person_probabilities`)
+    place, as at inference. Computed once and kept in ``cache``."""
+    cache.mkdir(parents=True, exist_ok=True)
+    key = hashlib.sha256("\n".join(["pose-v1", str(folder.resolve()), *stems]).encode()).hexdigest()[:16]
+    path = cache / f"pose-{key}.npz"
+    if not path.exists():
+        _compute_landmarks(path, stems, images, probs)
+    with np.load(path) as data:
+        table = data["landmarks"]
+    return {stem: None if np.isnan(table[i]).any() else table[i] for i, stem in enumerate(stems)}
+
+
+def _compute_landmarks(path: Path, stems: list[str], images: list[Path],
+                       probs: dict[str, np.ndarray]) -> None:
+    from tqdm import tqdm
+
+    from segworker.parser.person import PersonFinder, person_box
+    finder = PersonFinder()
+    table = np.full((len(stems), 33, 3), np.nan, np.float32)
+    for i, (stem, image) in enumerate(tqdm(list(zip(stems, images)), desc="pose landmarks",
+                                           unit="photo")):
+        box = person_box(probs[stem].astype(np.float32) / 255.0)
+        if box is None:
+            continue
+        found = finder.landmarks(np.asarray(Image.open(image).convert("RGB")), box)
+        if found is not None:
+            table[i] = found
+    finder.close()
+    np.savez_compressed(path, landmarks=table)

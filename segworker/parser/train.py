@@ -30,26 +30,31 @@ from PIL import Image
 from torch.nn import functional as F
 
 from common.config import load_settings
+from segworker.parser import weights
 from segworker.parser.augment import make_sample
 from segworker.parser.classes import CLASS_NAMES, ccp_lookup
 from segworker.parser.devset import DevSet
-from segworker.parser.person_cache import person_probabilities
+from segworker.parser.infer import BASE_PLANES, POSE_INPUT_PLANES
 from segworker.parser.network import NetShape, ParserNet
-from segworker.parser import weights
+from segworker.parser.person_cache import person_probabilities, pose_landmarks
 
 #: Classes the dice term sharpens (the ones the masks are made of).
 DICE_CLASSES = (1, 2, 3)
 
 
 class Photos:
-    """Decoded training photos, their class maps and person probabilities, in memory."""
+    """Decoded training photos, their class maps, person probabilities and
+    (with ``pose``) BlazePose landmarks, in memory."""
 
-    def __init__(self, folder: Path, cache: Path) -> None:
+    def __init__(self, folder: Path, cache: Path, pose: bool = False) -> None:
         stems = _stems(folder)
         lookup = ccp_lookup()
+        self.pose = pose
         self.rgb, self.classes, self.prob = [], [], []
         images = [folder / "images" / f"{stem}.jpg" for stem in stems]
         probs = person_probabilities(folder, stems, cache, images)
+        marks = pose_landmarks(folder, stems, cache, images, probs) if pose else {}
+        self.landmarks = [marks.get(stem) for stem in stems]
         for stem in stems:
             self.rgb.append(np.asarray(Image.open(folder / "images" / f"{stem}.jpg").convert("RGB")))
             self.classes.append(lookup[np.asarray(Image.open(folder / "labels" / f"{stem}.png"))])
@@ -60,7 +65,8 @@ class Photos:
 
     def batch(self, indices: np.ndarray, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
         rng = np.random.default_rng(seed)
-        pairs = [make_sample(self.rgb[i], self.prob[i], self.classes[i], rng) for i in indices]
+        pairs = [make_sample(self.rgb[i], self.prob[i], self.classes[i], rng,
+                             self.landmarks[i], self.pose) for i in indices]
         x = torch.from_numpy(np.stack([p[0] for p in pairs]))
         y = torch.from_numpy(np.stack([p[1] for p in pairs]))
         return x.contiguous(memory_format=torch.channels_last), y
@@ -114,11 +120,12 @@ def train(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
     cv2.setNumThreads(1)  # OpenCV's own threads would fight torch's for the same cores
     from tqdm import tqdm
-    photos = Photos(Path(args.data), Path(args.cache))
+    photos = Photos(Path(args.data), Path(args.cache), pose=args.pose)
     settings = load_settings(args.config)
     dev = (DevSet(Path(args.dev), Path(args.cache), settings.segmentation.parser.labels,
-                  settings.segmentation.refine) if args.dev else None)
-    model = ParserNet(NetShape()).to(memory_format=torch.channels_last)
+                  settings.segmentation.refine, pose=args.pose) if args.dev else None)
+    planes = POSE_INPUT_PLANES if args.pose else BASE_PLANES
+    model = ParserNet(NetShape(in_channels=len(planes))).to(memory_format=torch.channels_last)
     ema = Ema(model, args.ema)
     steps_per_epoch = len(photos) // args.batch
     total = steps_per_epoch * args.epochs
@@ -154,6 +161,9 @@ def train(args: argparse.Namespace) -> int:
             record.update(dev.score(ema.model))
         trained = _trained_facts(args, photos, epoch, record)
         weights.save(ema.model, out, trained)
+        if args.keep_epochs:
+            weights.save(ema.model, out.with_name(f"{out.stem}.epoch{epoch:02d}{out.suffix}"),
+                         trained)
         with open(log_path, "a") as fh:
             fh.write(json.dumps(record) + "\n")
         print(json.dumps(record), flush=True)
@@ -163,6 +173,7 @@ def train(args: argparse.Namespace) -> int:
 def _trained_facts(args: argparse.Namespace, photos: Photos, epoch: int, record: dict) -> dict:
     return {"data": Path(args.data).name, "photos": len(photos), "epochs": epoch,
             "seed": args.seed, "batch": args.batch, "lr": args.lr, "bf16": args.bf16,
+            "pose": args.pose,
             "classes": list(CLASS_NAMES), "last_epoch": record,
             "source": "Clothing Co-Parsing (Yang, Luo, Lin, CVPR 2014), CCP-59 pixel labels"}
 
@@ -182,10 +193,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="torch threads (the committed weights: 1; results depend on it)")
     parser.add_argument("--fp32", dest="bf16", action="store_false",
                         help="train in float32 (default: bf16 autocast, fast on AMX CPUs)")
+    parser.add_argument("--no-pose", dest="pose", action="store_false",
+                        help="RGB + person planes only (the first weights' input; default: "
+                        "with the BlazePose heatmap planes)")
+    parser.add_argument("--keep-epochs", action="store_true",
+                        help="also keep every epoch's weights, as <out stem>.epochNN.pt")
     parser.add_argument("--config", help="config file whose label sets and refinement the "
                         "dev score uses (default: config.yaml)")
     parser.add_argument("--cache", default="var/parser-cache",
-                        help="where person masks of the photos are kept between runs")
+                        help="where person masks and landmarks of the photos are kept between runs")
     return parser.parse_args(argv)
 
 

@@ -3,8 +3,12 @@
 A weights file is a ``torch.save`` dictionary readable with
 ``weights_only=True`` (no code runs while loading):
 
-- ``format``: :data:`FORMAT`;
+- ``format``: :data:`FORMAT` (or :data:`FORMAT_V1`, the first files: read as
+  RGB + person planes);
 - ``shape``: the :class:`~segworker.parser.network.NetShape` as a dict;
+- ``planes``: the names of the network's input planes, one of the layouts of
+  :data:`segworker.parser.infer.LAYOUTS` (RGB + person, or with the pose
+  heatmaps after them); the code feeds the network what its file says;
 - ``classes``: the class names, which must be :data:`~segworker.parser.classes.CLASS_NAMES`;
 - ``input``: ``[height, width]`` of the network input;
 - ``state_dict``: convolution weights in float16 (half the size), the rest float32;
@@ -24,10 +28,14 @@ from common.files import file_sha256
 from segworker.engine import EngineLoadError
 from segworker.parser import crop
 from segworker.parser.classes import CLASS_NAMES
+from segworker.parser.infer import BASE_PLANES, LAYOUTS
 from segworker.parser.network import NetShape, ParserNet
 
 #: The ``format`` tag of a parser weights file.
-FORMAT = "qwen-mask-parser/1"
+FORMAT = "qwen-mask-parser/2"
+
+#: The tag of the first files (no ``planes``: RGB + person probability), still read.
+FORMAT_V1 = "qwen-mask-parser/1"
 
 #: Largest weights file accepted (bytes); the committed one is about 5 MB.
 MAX_BYTES = 12 * 1024 * 1024
@@ -42,9 +50,12 @@ def save(model: ParserNet, path: Path, trained: dict) -> str:
              for name, t in model.state_dict().items() if t.is_floating_point()}
     state.update({name: t.cpu() for name, t in model.state_dict().items()
                   if not t.is_floating_point()})
+    planes = LAYOUTS.get(model.shape.in_channels)
+    if planes is None:
+        raise ValueError(f"no input layout has {model.shape.in_channels} planes")
     torch.save({"format": FORMAT, "shape": model.shape.as_dict(), "classes": list(CLASS_NAMES),
-                "input": [crop.INPUT_H, crop.INPUT_W], "state_dict": state, "trained": trained},
-               path)
+                "input": [crop.INPUT_H, crop.INPUT_W], "planes": list(planes),
+                "state_dict": state, "trained": trained}, path)
     digest = file_sha256(path)
     Path(f"{path}.sha256").write_text(f"{digest}  {path.name}\n")
     return digest
@@ -55,7 +66,8 @@ def load(path: Path) -> tuple[ParserNet, dict]:
 
     Raises :class:`EngineLoadError` with one line naming the file and the
     problem: missing, empty, too large, no or wrong ``.sha256``, not a torch
-    file, another format, other classes or input size, tensors of the wrong
+    file, another format, other classes or input size, input planes this
+    code cannot feed (or that do not match the network), tensors of the wrong
     shape, missing or extra tensors, NaN or infinite values.
     """
     _check_file(path)
@@ -63,7 +75,7 @@ def load(path: Path) -> tuple[ParserNet, dict]:
         raw = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # pickle, zip and torch errors all mean "not our file"
         raise _error(path, f"not a readable torch file ({type(exc).__name__})") from None
-    if not isinstance(raw, dict) or raw.get("format") != FORMAT:
+    if not isinstance(raw, dict) or raw.get("format") not in (FORMAT, FORMAT_V1):
         raise _error(path, f"not a parser weights file (format is not {FORMAT!r})")
     if list(raw.get("classes", [])) != list(CLASS_NAMES):
         raise _error(path, f"classes {raw.get('classes')} differ from this code's {list(CLASS_NAMES)}")
@@ -73,6 +85,7 @@ def load(path: Path) -> tuple[ParserNet, dict]:
         model = ParserNet(NetShape.from_dict(raw["shape"]))
     except (KeyError, TypeError, ValueError) as exc:
         raise _error(path, f"bad network shape ({exc})") from None
+    _check_planes(path, raw, model.shape.in_channels)
     _load_state(path, model, raw.get("state_dict"))
     return model.eval(), dict(raw.get("trained") or {})
 
@@ -92,6 +105,17 @@ def _check_file(path: Path) -> None:
     if expected != [file_sha256(path)]:
         raise _error(path, f"SHA-256 differs from {sidecar.name}: the file is damaged or was "
                      "changed (retrain, or restore it from git)")
+
+
+def _check_planes(path: Path, raw: dict, in_channels: int) -> None:
+    planes = list(BASE_PLANES) if raw["format"] == FORMAT_V1 else raw.get("planes")
+    if not isinstance(planes, list) or tuple(planes) not in LAYOUTS.values():
+        known = " or ".join(str(list(p)) for p in LAYOUTS.values())
+        raise _error(path, f"input planes {planes} are not ones this code feeds ({known}): "
+                     "retrain it with this version")
+    if len(planes) != in_channels:
+        raise _error(path, f"{len(planes)} input planes {planes} but the network takes "
+                     f"{in_channels}")
 
 
 def _load_state(path: Path, model: ParserNet, state: object) -> None:

@@ -84,3 +84,29 @@ def test_describe_says_what_it_runs(engine):
     assert facts["weights"].endswith("parser.pt")
     assert dataclasses.asdict(load_settings(environ={}).segmentation.parser.labels) == {
         "upper": (1, 3), "lower": (2, 3)}
+
+
+def test_a_pose_network_gets_the_astronauts_landmarks():
+    """A network that takes pose planes is fed BlazePose's landmarks: the
+    shoulders lie in the top half of the person box, where the suit is."""
+    from segworker.parser.network import NetShape, ParserNet
+    from segworker.parser.person import PersonFinder
+    net = ParserNet(NetShape(in_channels=8, widths=(8, 8, 16, 16, 16), decoder_width=8))
+    finder = PersonFinder()
+    engine = ParserEngine(net, LabelSet(upper=(1, 3), lower=(2, 3)), finder=finder)
+    try:
+        assert engine.pose and engine.describe()["pose_planes"] is True
+        found = finder.locate(data.astronaut(), with_pose=True)
+        assert found is not None and found.landmarks is not None
+        x0, y0, x1, y1 = found.box
+        shoulders = found.landmarks[[11, 12]]
+        assert (shoulders[:, 2] > 0.5).all()
+        assert (x0 <= shoulders[:, 0]).all() and (shoulders[:, 0] <= x1).all()
+        assert (y0 <= shoulders[:, 1]).all() and (shoulders[:, 1] <= (y0 + y1) / 2).all()
+        try:
+            result = engine.segment(data.astronaut())  # untrained: any labels, but end to end
+            assert result.seg_map.shape == data.astronaut().shape[:2]
+        except NoPersonError:
+            pass  # an untrained network may call everything background
+    finally:
+        engine.close()

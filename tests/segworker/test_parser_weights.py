@@ -130,3 +130,46 @@ def test_a_file_too_large_is_refused_before_reading(tmp_path):
     with open(path, "wb") as fh:
         fh.truncate(weights.MAX_BYTES + 1)
     assert "more than" in load_error(path)
+
+
+POSE = NetShape(in_channels=8, widths=(8, 8, 16, 16, 16), decoder_width=8)
+
+
+def test_a_pose_network_records_its_input_planes_and_loads_back(tmp_path):
+    path = tmp_path / "pose.pt"
+    weights.save(ParserNet(POSE), path, {"source": "test"})
+    raw = torch.load(path, weights_only=True)
+    assert raw["format"] == weights.FORMAT
+    assert raw["planes"] == ["red", "green", "blue", "person",
+                             "shoulders", "hips", "knees", "ankles"]
+    model, _ = weights.load(path)
+    assert model.shape.in_channels == 8
+
+
+def test_a_file_of_the_first_format_still_loads_as_rgb_and_person(saved):
+    raw = torch.load(saved, weights_only=True)
+    raw["format"] = weights.FORMAT_V1
+    del raw["planes"]
+    torch.save(raw, saved)
+    reseal(saved)
+    model, _ = weights.load(saved)
+    assert model.shape.in_channels == 4
+
+
+def test_a_first_format_file_with_more_planes_is_refused(tmp_path):
+    path = tmp_path / "odd.pt"
+    weights.save(ParserNet(POSE), path, {})
+    raw = torch.load(path, weights_only=True)
+    raw["format"] = weights.FORMAT_V1
+    torch.save(raw, path)
+    reseal(path)
+    assert "4 input planes" in load_error(path)
+
+
+def test_input_planes_this_code_cannot_feed(saved):
+    raw = torch.load(saved, weights_only=True)
+    raw["planes"] = ["red", "green", "blue", "depth"]
+    torch.save(raw, saved)
+    reseal(saved)
+    message = load_error(saved)
+    assert "input planes ['red', 'green', 'blue', 'depth']" in message and "retrain" in message
