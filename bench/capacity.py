@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import statistics
 import sys
 import tempfile
 import time
@@ -39,10 +38,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import tornado.httpclient  # noqa: E402
+import tornado.httpclient
 
-from tests.support import procs  # noqa: E402
-from tests.support.service import SECRET, ServiceTree, person_photo  # noqa: E402
+from tests.support import procs
+from tests.support.service import SECRET, ServiceTree, person_photo
 
 #: Ticks per second of /proc/<pid>/stat CPU times.
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -50,7 +49,7 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))] if ordered else 0.0
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))] if ordered else 0.0
 
 
 def cpu_seconds(pid: int) -> float:

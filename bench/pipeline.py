@@ -39,16 +39,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from common.config import load_settings  # noqa: E402
-from common.photo import decode_rgb  # noqa: E402
-from segworker.engines import build_engine  # noqa: E402
-from segworker.pipeline import process_photo  # noqa: E402
-from tests.support.service import ServiceTree, person_photo  # noqa: E402
+from common.config import load_settings
+from common.photo import decode_rgb
+from segworker.engines import build_engine
+from segworker.pipeline import process_photo
+from tests.support.service import ServiceTree, person_photo
 
 
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 #: Size of the default photo, (width, height) pixels.

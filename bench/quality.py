@@ -48,12 +48,12 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from common.config import RefineSettings, load_settings  # noqa: E402
-from common.photo import decode_rgb  # noqa: E402
-from segworker.engine import NoPersonError  # noqa: E402
-from segworker.engines import build_engine  # noqa: E402
-from segworker.pipeline import refine_segmentation  # noqa: E402
-from segworker.scoring import PARTS, load_reference, photo_paths, score_part  # noqa: E402
+from common.config import RefineSettings, load_settings
+from common.photo import decode_rgb
+from segworker.engine import NoPersonError
+from segworker.engines import build_engine
+from segworker.pipeline import refine_segmentation
+from segworker.scoring import PARTS, load_reference, photo_paths, score_part
 
 #: Refinement that changes nothing (for --no-refine).
 NO_REFINE = RefineSettings(fill_holes=False, min_speck_fraction=0.0, dilation_fraction=0.0,

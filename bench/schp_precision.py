@@ -25,8 +25,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from common.config import load_settings  # noqa: E402
-from common.photo import decode_rgb  # noqa: E402
+from common.config import load_settings
+from common.photo import decode_rgb
 
 #: (backend, precision) pairs compared with eager fp32.
 VARIANTS = (("openvino", "fp32"), ("eager", "bf16"), ("openvino", "bf16"))

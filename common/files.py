@@ -10,7 +10,6 @@ the directory entry were fsync'ed before the function returned, so a crash
 from __future__ import annotations
 
 import hashlib
-
 import os
 import secrets
 from pathlib import Path

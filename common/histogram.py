@@ -13,6 +13,7 @@ figures come from other processes (a remote worker among them).
 
 from __future__ import annotations
 
+import itertools
 import math
 from bisect import bisect_left
 from dataclasses import dataclass, field
@@ -79,5 +80,5 @@ def valid_snapshot(value: Any) -> bool:
     ints = [*counts, value.get("count")]
     if not all(isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in ints):
         return False
-    return all(a <= b for a, b in zip(counts, counts[1:])) and (not counts or
+    return all(a <= b for a, b in itertools.pairwise(counts)) and (not counts or
                                                                 counts[-1] <= value["count"])

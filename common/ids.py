@@ -11,7 +11,7 @@ import re
 #: Longest accepted job_id / user_id, in characters.
 MAX_ID_LENGTH = 128
 
-_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,%d}" % (MAX_ID_LENGTH - 1))
+_ID_RE = re.compile(rf"[A-Za-z0-9][A-Za-z0-9_.:-]{{0,{MAX_ID_LENGTH - 1}}}")
 
 #: Providers this component serves.
 PROVIDERS = ("qwen",)

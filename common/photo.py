@@ -88,7 +88,7 @@ def decode_rgb(data: bytes, max_pixels: int) -> np.ndarray:
         raise
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombWarning) as exc:
         raise PhotoError(f"user_image could not be decoded ({exc})", 422) from None
-    except Exception as exc:  # hostile bytes reach decoder paths that raise other types
+    except Exception as exc:  # hostile bytes reach decoder paths that raise other types  # noqa: BLE001
         raise PhotoError(f"user_image could not be decoded ({type(exc).__name__})", 422) from None
 
 
@@ -98,7 +98,7 @@ def _upright(img: Image.Image) -> Image.Image:
     that cannot be read at all counts as "no orientation"."""
     try:
         orientation = img.getexif().get(_ORIENTATION_TAG, 1)
-    except Exception:
+    except Exception:  # unreadable EXIF: keep the pixels as stored  # noqa: BLE001
         return img
     method = _UPRIGHT.get(orientation) if isinstance(orientation, int) else None
     return img.transpose(method) if method is not None else img

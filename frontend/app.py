@@ -24,8 +24,13 @@ from frontend.metrics import FrontendCounters
 from frontend.openapi import build_document
 from frontend.photo_store import PhotoStore
 from frontend.process_handler import ProcessHandler
-from frontend.status_handlers import (HealthHandler, JobHandler, MetricsHandler, OpenApiHandler,
-                                      StatsHandler)
+from frontend.status_handlers import (
+    HealthHandler,
+    JobHandler,
+    MetricsHandler,
+    OpenApiHandler,
+    StatsHandler,
+)
 
 log = logging.getLogger(__name__)
 

@@ -24,7 +24,8 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import zmq
 import zmq.asyncio
@@ -200,5 +201,5 @@ def _call_late(callback: LateCallback, msg: dict[str, Any] | None) -> None:
     # A failing callback must not kill the reader task every request depends on.
     try:
         callback(msg)
-    except Exception:
+    except Exception:  # a faulty callback must not stop the reply reader  # noqa: BLE001
         event(log, "late_reply_callback_failed", logging.ERROR, exc_info=True)

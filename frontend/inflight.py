@@ -30,6 +30,6 @@ class InFlight:
         """Wait until no request is in progress; False if ``timeout_s`` passed first."""
         try:
             await asyncio.wait_for(self._idle.wait(), timeout_s)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return False
         return True

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 MAX_BOUNDARY_LENGTH = 70
 
 _TOKEN = r"[A-Za-z0-9!#$%&'*+.^_`|~-]+"
-_PARAM_RE = re.compile(r"\s*;\s*(%s)\s*=\s*(\"(?:[^\"\\]|\\.)*\"|%s)\s*" % (_TOKEN, _TOKEN))
+_PARAM_RE = re.compile(rf"\s*;\s*({_TOKEN})\s*=\s*(\"(?:[^\"\\]|\\.)*\"|{_TOKEN})\s*")
 _QUOTED_PAIR_RE = re.compile(r"\\(.)")
 
 

@@ -213,9 +213,9 @@ class ProcessHandler(JsonHandler):
 
     def _check_declared_length(self) -> None:
         declared = self.request.headers.get("Content-Length")
-        if declared is not None and declared.strip().isdigit():
-            if int(declared) > self.server.max_upload_bytes:
-                raise _too_large(self.server.max_upload_bytes)
+        if (declared is not None and declared.strip().isdigit()
+                and int(declared) > self.server.max_upload_bytes):
+            raise _too_large(self.server.max_upload_bytes)
 
 
 def _too_large(limit: int) -> ApiError:

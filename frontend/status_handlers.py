@@ -8,8 +8,8 @@ does not (503, ``status: degraded``, with a ``detail``).
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from common.ids import is_valid_id
@@ -20,8 +20,8 @@ from frontend.broker_client import BrokerClient, BrokerUnavailable
 from frontend.errors import ApiError
 from frontend.inflight import InFlight
 from frontend.metrics import FrontendCounters, render
-from frontend.uploads import ID_RULE
 from frontend.stats_view import health_body, stats_body, unreachable_health
+from frontend.uploads import ID_RULE
 
 log = logging.getLogger(__name__)
 

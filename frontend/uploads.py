@@ -99,7 +99,7 @@ def check_photo(data: bytes, max_pixels: int) -> str:
         decode_rgb(data, max_pixels)  # the pixels are dropped; only decodability matters here
     except (PhotoError, MemoryError):
         raise
-    except Exception as exc:
+    except Exception as exc:  # hostile bytes: see below  # noqa: BLE001
         # Hostile bytes may reach decoder paths that raise other types; they are still
         # a broken upload (422), never a server error.
         raise PhotoError(f"user_image could not be decoded ({type(exc).__name__})", 422) from None

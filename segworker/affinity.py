@@ -14,8 +14,8 @@ through ``CUDA_VISIBLE_DEVICES``.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, MutableMapping
 from dataclasses import dataclass
-from typing import Iterable, MutableMapping
 
 from common.config import WorkerSettings
 

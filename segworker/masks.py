@@ -7,7 +7,7 @@ worker: pure numpy for the mask maths, Pillow for PNG encoding.
 from __future__ import annotations
 
 import io
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 from PIL import Image

@@ -11,7 +11,7 @@ import argparse
 import os
 import signal
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 from common.logs import register_secret
 from common.preflight import MIN_SECRET_LENGTH, check_upload

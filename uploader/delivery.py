@@ -19,8 +19,9 @@ import email.utils
 import random
 import threading
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import requests
 import tenacity
@@ -112,6 +113,14 @@ class _Transient(Exception):
         self.outcome = outcome
 
 
+def _failed_attempt(retry_state: tenacity.RetryCallState) -> AttemptOutcome:
+    """The outcome of the attempt that tenacity is about to retry (only _Transient is)."""
+    failure = retry_state.outcome.exception() if retry_state.outcome else None
+    if not isinstance(failure, _Transient):
+        raise TypeError(f"retried on something other than a transient outcome: {failure!r}")
+    return failure.outcome
+
+
 def encode_body(job: Mapping[str, Any], files: Mapping[str, bytes]) -> tuple[bytes, str]:
     """The multipart/form-data body (bytes exactly as sent and signed) and its
     Content-Type. ``files`` maps mask names to PNG bytes; seg_map is optional."""
@@ -173,6 +182,7 @@ class Deliverer:
             raise ValueError("upload.url and upload.secret are required")
         register_secret(upload.secret)
         self.upload = upload
+        self.url, self.secret = upload.url, upload.secret
         self.policy = policy or RetryPolicy(upload)
         self._sleep = sleep
         self._local = threading.local()
@@ -198,7 +208,7 @@ class Deliverer:
             wait=lambda rs: self._wait(rs, attempts_before),
             sleep=self._sleep, reraise=True,
             before_sleep=lambda rs: hooks.retry_scheduled(
-                job_id, rs.outcome.exception().outcome, rs.upcoming_sleep))
+                job_id, _failed_attempt(rs), rs.upcoming_sleep))
         try:
             for attempt in retrying:
                 with attempt:
@@ -218,7 +228,7 @@ class Deliverer:
         return DeliveryResult(False, outcome, reason, outcome.describe())
 
     def _wait(self, retry_state: tenacity.RetryCallState, attempts_before: int) -> float:
-        outcome = retry_state.outcome.exception().outcome
+        outcome = _failed_attempt(retry_state)
         retry_after = outcome.retry_after if outcome.status in RETRY_AFTER_STATUSES else None
         return self.policy.wait_s(attempts_before + retry_state.attempt_number, retry_after)
 
@@ -234,11 +244,11 @@ class Deliverer:
     def _attempt(self, job_id: str, body: bytes, content_type: str, number: int) -> AttemptOutcome:
         """One POST; never raises for HTTP or transport failures."""
         up = self.upload
-        headers = {"Content-Type": content_type, "X-Internal-Auth": up.secret,
-                   "Idempotency-Key": job_id, SIGNATURE_HEADER: sign(up.secret, body)}
+        headers = {"Content-Type": content_type, "X-Internal-Auth": self.secret,
+                   "Idempotency-Key": job_id, SIGNATURE_HEADER: sign(self.secret, body)}
         started = time.monotonic()
         try:
-            with self._session().post(up.url, data=body, headers=headers, stream=True,
+            with self._session().post(self.url, data=body, headers=headers, stream=True,
                                       timeout=(up.connect_timeout_s, up.read_timeout_s),
                                       verify=up.ca_bundle or True, allow_redirects=False) as resp:
                 return AttemptOutcome(

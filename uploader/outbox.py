@@ -49,11 +49,12 @@ class Outbox:
         Terminal states are written durably; ``uploading`` need not be."""
         if not is_valid_id(job_id):
             return  # cannot name a file after it; such jobs never get this far
+        written_ns = time.time_ns()
         fields = {"job_id": job_id, "state": state, "reason": reason, "detail": detail,
-                  "written_ns": time.time_ns()}
+                  "written_ns": written_ns}
         with self._lock, file_lock(self._lock_path):
             atomic_write(self.dir / job_id, pack(fields), sync=state in FINAL_STATES)
-            self._entries[job_id] = _Entry(fields, fields["written_ns"])
+            self._entries[job_id] = _Entry(fields, written_ns)
 
     def rescan(self) -> int:
         """Load entries other processes wrote (or rewrote); returns how many."""

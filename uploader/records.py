@@ -9,9 +9,9 @@ import fcntl
 import json
 import os
 import threading
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 from common.files import FILE_MODE, atomic_write, fsync_dir, private_dir
 from common.ids import is_valid_id

@@ -14,7 +14,8 @@ import dataclasses
 import os
 import sys
 import time
-from typing import Sequence, TextIO
+from collections.abc import Sequence
+from typing import TextIO
 
 from common.config import Settings
 from common.ids import is_valid_id

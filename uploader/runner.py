@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from common.config import Settings
 from common.histogram import Histograms
@@ -37,7 +37,7 @@ class Stores:
     outbox: Outbox
 
     @classmethod
-    def open(cls, settings: Settings) -> "Stores":
+    def open(cls, settings: Settings) -> Stores:
         """Open (creating as needed, 0700) the stores for ``settings``."""
         root = settings.state_dir / "uploader"
         return cls(root, Spool(root, settings.temp_folder),
@@ -48,7 +48,7 @@ class Stores:
 class _Hooks(DeliveryHooks):
     """Reports attempts to the outbox, the manifest, the counters and the log."""
 
-    def __init__(self, runner: "JobRunner", entry: SpooledJob):
+    def __init__(self, runner: JobRunner, entry: SpooledJob):
         self.runner, self.entry = runner, entry
 
     # Bookkeeping here is informative; a disk error in it must not turn an
@@ -120,7 +120,7 @@ class JobRunner:
                                             attempts_before=before, max_attempts=max_attempts)
         except Interrupted:
             raise
-        except Exception as exc:  # an internal fault must not lose or wedge the job
+        except Exception as exc:  # an internal fault must not lose or wedge the job  # noqa: BLE001
             event(log, "upload_internal_error", logging.ERROR, exc_info=True, job_id=job_id)
             detail = redact(f"{type(exc).__name__}: {exc}")[:500]
             result = DeliveryResult(False, AttemptOutcome(before + 1, None, error=detail),

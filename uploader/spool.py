@@ -20,13 +20,14 @@ from __future__ import annotations
 import os
 import shutil
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from common.files import DIR_MODE, atomic_write, fsync_dir, is_under, private_dir, write_new
 from common.ids import is_valid_id
-from common.wire import MASK_NAMES, LOWER, UPPER, pack, unpack
+from common.wire import LOWER, MASK_NAMES, UPPER, pack, unpack
 
 #: Name of the manifest file inside a spooled or dead-lettered job's directory.
 MANIFEST = "manifest.msgpack"
@@ -151,7 +152,7 @@ class Spool:
     def _spooled_at(path: Path) -> float:
         try:
             return float(unpack((path / MANIFEST).read_bytes())["spooled_at"])
-        except Exception:  # an unreadable manifest sorts first and fails visibly on load
+        except Exception:  # an unreadable manifest sorts first and fails visibly on load  # noqa: BLE001
             return 0.0
 
     def depths(self) -> dict[str, int]:

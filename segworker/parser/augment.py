@@ -81,7 +81,7 @@ def _choose_region(rgb: np.ndarray, prob: np.ndarray, classes: np.ndarray,
                    rng: np.random.Generator):
     box = reference_box(classes)
     if rng.random() < HALF_BODY_P:
-        x0, y0, x1, y1 = box
+        _, y0, _, y1 = box
         cut = int(y0 + (y1 - y0) * rng.uniform(0.35, 0.7))
         rgb, prob, classes = rgb[:cut], prob[:cut], classes[:cut]
         box = reference_box(classes)
@@ -100,14 +100,14 @@ def _colour(pixels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         img = img * rng.uniform(0.7, 1.3) + rng.uniform(-25, 25)
         mean = img.mean()
         img = (img - mean) * rng.uniform(0.7, 1.3) + mean
-    img = np.clip(img, 0, 255).astype(np.uint8)
+    out: np.ndarray = np.clip(img, 0, 255).astype(np.uint8)
     if rng.random() < 0.5:
-        hsv = cv2.cvtColor(img, cv2.COLOR_RGB2HSV).astype(np.int16)
+        hsv = cv2.cvtColor(out, cv2.COLOR_RGB2HSV).astype(np.int16)
         hsv[..., 0] = (hsv[..., 0] + int(rng.integers(-8, 9))) % 180
         hsv[..., 1] = np.clip(hsv[..., 1] * rng.uniform(0.6, 1.4), 0, 255)
-        img = cv2.cvtColor(hsv.astype(np.uint8), cv2.COLOR_HSV2RGB)
+        out = cv2.cvtColor(hsv.astype(np.uint8), cv2.COLOR_HSV2RGB)
     if rng.random() < 0.05:
-        img = np.repeat(cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)[..., None], 3, axis=2)
+        out = np.repeat(cv2.cvtColor(out, cv2.COLOR_RGB2GRAY)[..., None], 3, axis=2)
     if rng.random() < 0.2:
-        img = cv2.GaussianBlur(img, (0, 0), rng.uniform(0.5, 1.5))
-    return img
+        out = cv2.GaussianBlur(out, (0, 0), rng.uniform(0.5, 1.5))
+    return out

@@ -64,7 +64,7 @@ def box_matrix(box: tuple[float, float, float, float]) -> np.ndarray:
 
 
 def crop_image(image: np.ndarray, matrix: np.ndarray, interpolation: int = cv2.INTER_LINEAR,
-               border: float | tuple[float, ...] = 0) -> np.ndarray:
+               border: tuple[float, ...] = (0.0, 0.0, 0.0, 0.0)) -> np.ndarray:
     """``image`` (H x W or H x W x C) resampled into the input frame."""
     return cv2.warpAffine(image, matrix, (INPUT_W, INPUT_H), flags=interpolation,
                           borderMode=cv2.BORDER_CONSTANT, borderValue=border)
@@ -91,7 +91,7 @@ def labels_in_photo(logits: np.ndarray, matrix: np.ndarray, height: int, width: 
     x0, y0, x1, y1 = _photo_extent(matrix, height, width)
     if x1 <= x0 or y1 <= y0:
         return np.zeros((height, width), np.uint8)
-    shifted = inverse @ np.array([[1, 0, x0], [0, 1, y0], [0, 0, 1]], dtype=np.float64)
+    shifted = np.asarray(inverse @ np.array([[1, 0, x0], [0, 1, y0], [0, 0, 1]]), np.float64)
     region = cv2.warpAffine(hwc, shifted, (x1 - x0, y1 - y0),
                             flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
                             borderMode=cv2.BORDER_REPLICATE)

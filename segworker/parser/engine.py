@@ -16,7 +16,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from common.config import LabelSet, Settings
 from common.logs import event
@@ -25,7 +24,7 @@ from segworker.masks import label_masks, voc_palette
 from segworker.parser import crop, weights
 from segworker.parser.classes import CLASS_NAMES
 from segworker.parser.infer import forward, network_input, resolve_one_piece, uses_pose
-from segworker.parser.network import ParserNet, fuse_batch_norms
+from segworker.parser.network import ParserNet, channels_last, fuse_batch_norms
 from segworker.parser.person import PersonFinder
 
 log = logging.getLogger(__name__)
@@ -43,7 +42,7 @@ class ParserEngine(Engine):
             if bad:
                 raise EngineLoadError(f"segmentation.parser.labels.{part}: {bad} are not parser "
                                       f"classes (0-{len(CLASS_NAMES) - 1}, see docs/parser.md)")
-        self.net = fuse_batch_norms(net.eval()).to(memory_format=torch.channels_last)
+        self.net = channels_last(fuse_batch_norms(net.eval()))
         self.pose = uses_pose(self.net)
         self.labels = labels
         self.weights_path = weights_path

@@ -61,7 +61,7 @@ class PersonFinder:
             # complexity 1 is the only BlazePose whose weights ship in the wheel
             self._pose = mp.solutions.pose.Pose(static_image_mode=True, model_complexity=1,
                                                 enable_segmentation=False)
-        except Exception as exc:  # ImportError, or a RuntimeError from graph set-up
+        except Exception as exc:  # ImportError, or a RuntimeError from graph set-up  # noqa: BLE001
             raise EngineLoadError(f"parser engine: MediaPipe could not start ({exc})") from None
 
     def close(self) -> None:
@@ -77,7 +77,7 @@ class PersonFinder:
         no detector agrees it is a person (:meth:`sees_person`). The models'
         shrunk copy is made once; the landmarks' pose run is also the check's."""
         small = _model_copy(rgb)
-        prob = self._probability(small, rgb.shape[:2])
+        prob = self._probability(small, (rgb.shape[0], rgb.shape[1]))
         box = person_box(prob)
         if box is None:
             return None
@@ -121,12 +121,13 @@ class PersonFinder:
 
     def probability(self, rgb: np.ndarray) -> np.ndarray:
         """``H x W`` float32 person probability (0-1) at ``rgb``'s size."""
-        return self._probability(_model_copy(rgb), rgb.shape[:2])
+        return self._probability(_model_copy(rgb), (rgb.shape[0], rgb.shape[1]))
 
     def _probability(self, small: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
         prob = np.asarray(self._selfie.process(small).segmentation_mask, dtype=np.float32)
         if prob.shape != shape:
-            prob = cv2.resize(prob, (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR)
+            prob = np.asarray(cv2.resize(prob, (shape[1], shape[0]),
+                                         interpolation=cv2.INTER_LINEAR), dtype=np.float32)
         return np.clip(prob, 0.0, 1.0)
 
 

@@ -35,7 +35,7 @@ from segworker.parser.augment import make_sample
 from segworker.parser.classes import CLASS_NAMES, ccp_lookup
 from segworker.parser.devset import DevSet
 from segworker.parser.infer import BASE_PLANES, POSE_INPUT_PLANES
-from segworker.parser.network import NetShape, ParserNet
+from segworker.parser.network import NetShape, ParserNet, channels_last
 from segworker.parser.person_cache import person_probabilities, pose_landmarks
 
 #: Classes the dice term sharpens (the ones the masks are made of).
@@ -125,7 +125,7 @@ def train(args: argparse.Namespace) -> int:
     dev = (DevSet(Path(args.dev), Path(args.cache), settings.segmentation.parser.labels,
                   settings.segmentation.refine, pose=args.pose) if args.dev else None)
     planes = POSE_INPUT_PLANES if args.pose else BASE_PLANES
-    model = ParserNet(NetShape(in_channels=len(planes))).to(memory_format=torch.channels_last)
+    model = channels_last(ParserNet(NetShape(in_channels=len(planes))))
     ema = Ema(model, args.ema)
     steps_per_epoch = len(photos) // args.batch
     total = steps_per_epoch * args.epochs

@@ -73,7 +73,7 @@ def load(path: Path) -> tuple[ParserNet, dict]:
     _check_file(path)
     try:
         raw = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # pickle, zip and torch errors all mean "not our file"
+    except Exception as exc:  # pickle, zip and torch errors all mean "not our file"  # noqa: BLE001
         raise _error(path, f"not a readable torch file ({type(exc).__name__})") from None
     if not isinstance(raw, dict) or raw.get("format") not in (FORMAT, FORMAT_V1):
         raise _error(path, f"not a parser weights file (format is not {FORMAT!r})")

@@ -93,7 +93,7 @@ class Body:
     def eye_distance(self) -> float:
         return max(float(np.linalg.norm(self.points[L_EYE] - self.points[R_EYE])), 1.0)
 
-    def scaled(self, factor: float) -> "Body":
+    def scaled(self, factor: float) -> Body:
         """The same body in an image resized by ``factor``."""
         return Body((self.points * factor).astype(np.float32))
 

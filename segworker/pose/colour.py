@@ -52,7 +52,7 @@ def flat_model() -> np.ndarray:
     return np.full(BINS ** 3, -np.log(BINS ** 3), np.float32)
 
 
-def edge_smoother(guide: np.ndarray, radius: int) -> "cv2.ximgproc.GuidedFilter":
+def edge_smoother(guide: np.ndarray, radius: int) -> cv2.ximgproc.GuidedFilter:
     """A guided filter steered by the photo ``guide`` (H x W x 3 uint8): it
     averages over ``radius`` pixels within areas of even colour but not across
     colour edges. Built once per photo (it precomputes the guide's statistics)."""
@@ -61,7 +61,7 @@ def edge_smoother(guide: np.ndarray, radius: int) -> "cv2.ximgproc.GuidedFilter"
 
 
 def best_class(bins: np.ndarray, models: list[np.ndarray], priors: list[np.ndarray | float],
-               smoother: "cv2.ximgproc.GuidedFilter") -> np.ndarray:
+               smoother: cv2.ximgproc.GuidedFilter) -> np.ndarray:
     """H x W index of the class with the best score after edge-aware smoothing.
 
     ``models[k]`` is a colour model from :func:`colour_model`, ``priors[k]``

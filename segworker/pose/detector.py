@@ -80,7 +80,7 @@ class PoseDetector:
             self._pose = mp.solutions.pose.Pose(
                 static_image_mode=True, model_complexity=1, enable_segmentation=True)
             self._selfie = mp.solutions.selfie_segmentation.SelfieSegmentation(model_selection=0)
-        except Exception as exc:  # ImportError, or a RuntimeError from graph set-up
+        except Exception as exc:  # ImportError, or a RuntimeError from graph set-up  # noqa: BLE001
             raise EngineLoadError(f"pose engine: MediaPipe could not start ({exc})") from None
 
     def close(self) -> None:

@@ -23,17 +23,24 @@ import functools
 import logging
 import pickle
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 
 from common.files import file_sha256
 from common.logs import event
 from segworker.engine import EngineLoadError
-from segworker.schp.datasets import (DATASETS, GENERATION_2019, GENERATION_2020, KNOWN_RELEASES,
-                                     Release, dataset_for_classes)
+from segworker.schp.datasets import (
+    DATASETS,
+    GENERATION_2019,
+    GENERATION_2020,
+    KNOWN_RELEASES,
+    Release,
+    dataset_for_classes,
+)
 from segworker.schp.network import SchpNet
 
 log = logging.getLogger(__name__)
@@ -71,7 +78,7 @@ def _fail(path: Path | str, problem: str) -> EngineLoadError:
     return EngineLoadError(f"SCHP weights file {path}: {problem}")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def expected_shapes(dataset: str) -> dict[str, tuple[int, ...]]:
     """The manifest: every state-dict key of ``dataset``'s network (without the
     ``module.`` prefix and without ``num_batches_tracked``) and its shape."""
@@ -80,7 +87,7 @@ def expected_shapes(dataset: str) -> dict[str, tuple[int, ...]]:
     return {k: tuple(v.shape) for k, v in model.state_dict().items() if not k.endswith(_NBT)}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def norm_layer_names() -> tuple[tuple[str, ...], tuple[str, ...]]:
     """``(all norm layers, head norm layers)`` by state-dict name (119 and 13)."""
     with torch.device("meta"):
@@ -173,7 +180,7 @@ def _torch_load(path: Path, allow_unsafe_pickle: bool) -> Any:
         raise _fail(path, "does not fit in memory while loading") from None
     except OSError as exc:
         raise _fail(path, f"cannot be read ({exc.strerror or exc})") from None
-    except Exception as exc:  # torch.load raises many types for bad input; all mean "bad file"
+    except Exception as exc:  # torch.load raises many types for bad input; all mean "bad file"  # noqa: BLE001
         raise _fail(path, _load_problem(exc)) from None
 
 

@@ -25,8 +25,13 @@ from segworker.schp.checkpoint import CheckpointInfo, load_model
 from segworker.schp.datasets import DATASETS, flip_permutation
 from segworker.schp.model_cache import ModelCache
 from segworker.schp.network import SchpNet
-from segworker.schp.precision import Choice, choose_backend, choose_precision, cpu_flags, \
-    requested_precision
+from segworker.schp.precision import (
+    Choice,
+    choose_backend,
+    choose_precision,
+    cpu_flags,
+    requested_precision,
+)
 from segworker.schp.runtime import EagerRunner, OpenVinoRunner
 from segworker.schp.transforms import postprocess, preprocess
 

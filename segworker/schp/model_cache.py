@@ -26,9 +26,10 @@ import logging
 import os
 import shutil
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from common.files import file_sha256, private_dir
 from common.logs import event

@@ -18,9 +18,9 @@ rule is testable without the hardware:
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
 
 PRECISIONS = ("auto", "fp32", "bf16")
 BACKENDS = ("auto", "openvino", "eager")

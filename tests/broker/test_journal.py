@@ -51,7 +51,7 @@ def test_restart_compacts_to_one_snapshot_with_owner_only_permissions(tmp_path):
     _scenario(tmp_path)
     journal = Journal(tmp_path / "broker")
     book, _ = restore_book(journal, remember_finished=100)
-    records, end, problem = parse(journal.path.read_bytes())
+    records, _end, problem = parse(journal.path.read_bytes())
     assert [r["op"] for r in records] == ["snapshot"] and problem is None
     assert stat.S_IMODE(os.stat(journal.path).st_mode) == 0o600
     assert stat.S_IMODE(os.stat(journal.directory).st_mode) == 0o700
@@ -60,7 +60,7 @@ def test_restart_compacts_to_one_snapshot_with_owner_only_permissions(tmp_path):
     journal.append({"op": "requeue", "job_id": "j3", "attempt": 1, "reason": "x", "t": 5.0})
     journal.close()
     again, _ = restore_book(Journal(tmp_path / "broker"), remember_finished=100)
-    assert list(again.queue)[0] == "j3" and again.counters.retried == book.counters.retried + 1
+    assert next(iter(again.queue)) == "j3" and again.counters.retried == book.counters.retried + 1
 
 
 def test_a_compaction_cut_short_by_a_crash_leaves_no_temp_file(tmp_path):

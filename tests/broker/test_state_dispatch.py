@@ -27,7 +27,7 @@ def test_duplicate_job_id_is_not_queued_twice_and_reports_current_state():
 
 def test_room_answers_whether_a_submit_would_fit_and_changes_nothing():
     h = Harness(max_size=2)
-    ask = lambda: reply(h.core.handle_front(b"fe", wire.encode("room", req=3), h.now), FRONT)  # noqa: E731
+    ask = lambda: reply(h.core.handle_front(b"fe", wire.encode("room", req=3), h.now), FRONT)
     assert ask() == {"v": 1, "type": "room", "req": 3, "open": True, "queue_size": 0,
                      "queue_max": 2}
     h.submit("a")

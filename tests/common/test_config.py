@@ -8,8 +8,15 @@ from pathlib import Path
 import pytest
 import yaml
 
-from common.config import (CONFIG_PATH_ENV, ENV_OVERRIDES, ConfigError, QueueSettings, Settings,
-                           load_settings, validate)
+from common.config import (
+    CONFIG_PATH_ENV,
+    ENV_OVERRIDES,
+    ConfigError,
+    QueueSettings,
+    Settings,
+    load_settings,
+    validate,
+)
 from tests.support.procs import ROOT
 
 
@@ -136,14 +143,16 @@ def test_an_empty_api_key_is_refused(tmp_path):
 
 def test_version_matches_pyproject():
     import tomllib
+
     from common import VERSION
     from tests.support.procs import ROOT
     assert VERSION == tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
 
 
 def test_no_worker_grace_is_a_setting():
-    from common.config import ConfigError, load_settings
     import pytest
+
+    from common.config import ConfigError, load_settings
     assert load_settings(environ={}).queue.no_worker_grace_s == 60.0
     assert load_settings(environ={"NO_WORKER_GRACE_S": "5"}).queue.no_worker_grace_s == 5.0
     with pytest.raises(ConfigError, match="NO_WORKER_GRACE_S"):

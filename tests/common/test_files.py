@@ -37,9 +37,9 @@ def test_atomic_write_replaces_whole_file_owner_only(tmp_path):
 def test_failed_replace_keeps_the_old_content_and_no_temp_file(tmp_path):
     target = tmp_path / "masks.png"
     files.replace_file(target, b"old")
-    with mock.patch.object(files.os, "fsync", side_effect=OSError(errno.ENOSPC, "full")):
-        with pytest.raises(OSError):
-            files.replace_file(target, b"new")
+    with (mock.patch.object(files.os, "fsync", side_effect=OSError(errno.ENOSPC, "full")),
+          pytest.raises(OSError)):
+        files.replace_file(target, b"new")
     assert target.read_bytes() == b"old"
     assert [p.name for p in tmp_path.iterdir()] == ["masks.png"]
 

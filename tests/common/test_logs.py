@@ -62,6 +62,7 @@ raise RuntimeError("boom")
 def test_native_stderr_and_uncaught_errors_become_json_lines():
     import subprocess
     import sys
+
     from tests.support.procs import ROOT
     out = subprocess.run([sys.executable, "-c", NATIVE_SCRIPT], cwd=ROOT, capture_output=True,
                          text=True, timeout=60)

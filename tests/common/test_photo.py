@@ -139,7 +139,7 @@ def test_odd_exif_metadata_still_decodes_upright():
 
 
 def test_undecodable_bytes_never_raise_anything_but_photo_error(monkeypatch):
-    import common.photo as photo
+    from common import photo
 
     def broken(img):
         raise struct.error("bad tag")

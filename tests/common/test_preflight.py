@@ -11,10 +11,21 @@ import pytest
 import torch
 
 from common.config import ConfigError, load_settings
-from common.preflight import (check_all, check_folders, check_ports, check_upload,
-                              check_weights, tcp_address, weights_header_problem)
-from tests.segworker.fixtures.schp_checkpoints import (as_2019_file, as_2020_file, cheap_state,
-                                                       save_legacy)
+from common.preflight import (
+    check_all,
+    check_folders,
+    check_ports,
+    check_upload,
+    check_weights,
+    tcp_address,
+    weights_header_problem,
+)
+from tests.segworker.fixtures.schp_checkpoints import (
+    as_2019_file,
+    as_2020_file,
+    cheap_state,
+    save_legacy,
+)
 from tests.support.procs import free_port
 
 SECRET = "preflight-secret-0123"

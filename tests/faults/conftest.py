@@ -8,8 +8,8 @@ fixture's teardown (its processes in parallel, by process group, never by name).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 import pytest
 
@@ -56,7 +56,7 @@ def schp_weights(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         path.unlink(missing_ok=True)
 
 
-def pytest_terminal_summary(terminalreporter) -> None:  # noqa: ANN001 (pytest's hook)
+def pytest_terminal_summary(terminalreporter) -> None:
     """One line with the fault suite's accounting, when any of it ran."""
     totals = ledger.TOTALS
     if not totals and not kit.BAD_INPUTS and not kit.FUZZED:

@@ -19,7 +19,6 @@ from tests.support.procs import wait_for
 from tests.support.service import ServiceTree, person_photo
 from tests.support.trees import config_file, worker_process
 
-
 #: Seconds a frozen worker's last message gets to reach the broker before the check.
 FREEZE_SETTLE_S = 0.2
 

@@ -10,9 +10,10 @@ import logging
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, ClassVar
 
 from tornado.httpclient import HTTPRequest, HTTPResponse
 from tornado.testing import AsyncHTTPTestCase
@@ -51,7 +52,7 @@ class FrontendTestCase(AsyncHTTPTestCase):
     loaded, taking no jobs, so accepted jobs stay queued) and an uploader connected.
     """
 
-    settings_overrides: dict[str, Any] = {}
+    settings_overrides: ClassVar[dict[str, Any]] = {}
     broker_up = True
     queue_max = 100
     late_grace_s = 30.0

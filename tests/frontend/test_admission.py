@@ -7,13 +7,13 @@ import socket
 import threading
 import time
 import unittest
-from unittest import mock
 from typing import Any
+from unittest import mock
 
 from frontend.admission import Admission, QueueFull, QueueView, decide
 from tests.frontend import photos
-from tests.support import forms
 from tests.frontend.http_case import FrontendTestCase
+from tests.support import forms
 
 
 class RoomAnswers:

@@ -27,7 +27,7 @@ def served_names() -> set[str]:
 
 def test_every_served_metric_is_documented_and_the_docs_name_no_other():
     doc = (ROOT / "docs" / "metrics.md").read_text()
-    documented = set(re.findall(r"^\| `(qmc_[a-z_]+)`", doc, re.M))
+    documented = set(re.findall(r"^\| `(qmc_[a-z_]+)`", doc, re.MULTILINE))
     served = served_names()
     families = {n for n in served if not n.endswith(("_bucket", "_sum", "_count", "_created"))}
     assert documented == families

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from frontend.multipart import FormError, boundary_of, parse_form_data, parse_header_value
 from tests.support import forms

@@ -38,9 +38,9 @@ def test_discard_only_touches_its_own_folder(tmp_path):
                                             (errno.EROFS, False), (errno.EACCES, False)])
 def test_failures_are_classified_and_leave_nothing(tmp_path, code, no_space):
     store = PhotoStore(tmp_path)
-    with mock.patch.object(files.os, "fsync", side_effect=OSError(code, os.strerror(code))):
-        with pytest.raises(StorageError) as caught:
-            store.write("job-1", "JPEG", b"x")
+    with (mock.patch.object(files.os, "fsync", side_effect=OSError(code, os.strerror(code))),
+          pytest.raises(StorageError) as caught):
+        store.write("job-1", "JPEG", b"x")
     assert caught.value.no_space is no_space
     assert str(tmp_path) not in str(caught.value)  # clients never see server paths
     assert list((tmp_path / "incoming").iterdir()) == []

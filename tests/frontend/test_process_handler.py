@@ -6,7 +6,7 @@ import errno
 import os
 import socket
 import stat
-import threading
+from typing import Any, ClassVar
 from unittest import mock
 
 from common import files
@@ -73,7 +73,7 @@ class AcceptTest(FrontendTestCase):
 class RejectTest(FrontendTestCase):
     """Every bad input: the right status, a JSON error, no file, nothing submitted."""
 
-    settings_overrides = {"max_upload_mb": 0.25}
+    settings_overrides: ClassVar[dict[str, Any]] = {"max_upload_mb": 0.25}
 
     def assert_rejected(self, response, status):
         body = self.assert_error(response, status)
@@ -338,7 +338,7 @@ class StorageFailureTest(FrontendTestCase):
 
 
 class ApiKeyTest(FrontendTestCase):
-    settings_overrides = {"api_key": "s3cret-key-value"}
+    settings_overrides: ClassVar[dict[str, Any]] = {"api_key": "s3cret-key-value"}
 
     def test_process_needs_the_key(self):
         for headers in ({}, {"X-API-Key": "wrong"}, {"X-API-Key": ""}):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any, ClassVar
+
 from tests.frontend.http_case import FrontendTestCase
 
 
@@ -133,7 +135,7 @@ class OpenApiTest(FrontendTestCase):
 
 
 class OpenApiWithKeyTest(FrontendTestCase):
-    settings_overrides = {"api_key": "k3y-for-docs"}
+    settings_overrides: ClassVar[dict[str, Any]] = {"api_key": "k3y-for-docs"}
 
     def test_security_scheme_is_declared_but_not_the_key(self):
         response = self.fetch("/openapi.json")

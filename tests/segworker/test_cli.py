@@ -53,14 +53,14 @@ def test_writes_both_masks_and_the_overlay_at_the_photo_size(astronaut_run):
 def test_prints_the_engine_and_the_time_of_each_stage(astronaut_run):
     done, _ = astronaut_run
     assert "engine: parser (SEGMENTATION_ENGINE=auto and no SCHP weights configured)" in done.stdout
-    timings = re.search(r"^timings_ms: (.*)$", done.stdout, re.M)
+    timings = re.search(r"^timings_ms: (.*)$", done.stdout, re.MULTILINE)
     assert timings, done.stdout
     stages = dict(re.findall(r"(\w+)=([\d.]+)", timings.group(1)))
     assert {"decode", "engine_load", "person", "forward", "refine", "encode", "total"} <= set(stages)
 
 
 def test_the_parser_writes_its_class_map_as_seg_map(astronaut_run):
-    done, out = astronaut_run
+    _done, out = astronaut_run
     seg_map = Image.open(out / "seg_map.png")
     assert seg_map.mode == "P" and seg_map.size == (512, 512)
     assert set(np.unique(np.asarray(seg_map))) <= set(range(8))

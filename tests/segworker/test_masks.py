@@ -9,8 +9,13 @@ import pytest
 from PIL import Image
 
 from common.config import LabelSet
-from segworker.masks import (encode_mask_png, encode_palette_png, label_masks, mask_from_labels,
-                             voc_palette)
+from segworker.masks import (
+    encode_mask_png,
+    encode_palette_png,
+    label_masks,
+    mask_from_labels,
+    voc_palette,
+)
 
 
 def _label_map() -> np.ndarray:

@@ -54,7 +54,7 @@ def run_training(folder: Path, out: Path, cache: Path) -> None:
 def test_one_epoch_writes_loadable_weights_and_a_log(folder, tmp_path):
     out = tmp_path / "parser.pt"
     run_training(folder, out, tmp_path / "cache")
-    model, trained = weights.load(out)
+    _model, trained = weights.load(out)
     assert trained["epochs"] == 1 and trained["photos"] == 4
     [record] = [json.loads(line) for line in Path(f"{out}.log.jsonl").read_text().splitlines()]
     assert record["epoch"] == 1 and np.isfinite(record["loss"]) and record["loss"] > 0

@@ -94,7 +94,7 @@ def test_torso_axis_follows_a_tilted_body():
     lying = B.body_regions(B.Body(rotated.astype(np.float32)), 400, 400)
     for x, y in ((100, 120), (100, 195), (82, 250), (60, 110)):
         rx, ry = (np.array([x, y], float) - [100, 200]) @ np.array([[0.0, 1.0], [-1.0, 0.0]]) + centre
-        ry_i, rx_i = int(round(ry)), int(round(rx))
+        ry_i, rx_i = round(ry), round(rx)
         assert lying.part[ry_i, rx_i] == upright.part[y, x]
         assert lying.t[ry_i, rx_i] == pytest.approx(upright.t[y, x], abs=0.02)
 
@@ -121,5 +121,5 @@ def test_hand_distance_is_zero_at_each_hand_centre():
     body = B.Body(standing_landmarks()[:, :2])
     d = B.hand_distance(body, B.pixel_grid(HEIGHT, WIDTH))
     left = (np.array([148, 195]) + np.array([148, 212]) + np.array([150, 208])) / 3
-    assert d[int(round(left[1])), int(round(left[0]))] < 1.0
+    assert d[round(left[1]), round(left[0])] < 1.0
     assert d[205, 100] == pytest.approx(100 - (52 + 52 + 50) / 3, abs=1.0)  # between the hands

@@ -16,9 +16,13 @@ from segworker.schp import checkpoint
 from segworker.schp.checkpoint import load_model, read_checkpoint
 from segworker.schp.datasets import Release
 from segworker.schp.network import SchpNet
-from tests.segworker.fixtures.schp_checkpoints import (as_2019_file, as_2020_file, cheap_state,
-                                                      random_state, save_legacy)
-
+from tests.segworker.fixtures.schp_checkpoints import (
+    as_2019_file,
+    as_2020_file,
+    cheap_state,
+    random_state,
+    save_legacy,
+)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -11,8 +11,12 @@ import torch
 from common.config import ConfigError, load_settings
 from segworker.engine import EngineLoadError
 from segworker.schp import engine as schp_engine
-from segworker.schp.precision import (choose_backend, choose_precision, cpu_flags,
-                                      requested_precision)
+from segworker.schp.precision import (
+    choose_backend,
+    choose_precision,
+    cpu_flags,
+    requested_precision,
+)
 
 XEON_FLAGS = {"avx512f", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8"}
 ZEN4_FLAGS = {"avx512f", "avx512_bf16"}
@@ -96,7 +100,7 @@ def test_a_bf16_switch_that_contradicts_the_precision_stops_start_up():
 @pytest.mark.parametrize("old,expected", [(True, "bf16"), (False, "fp32")])
 def test_the_old_name_still_works_and_logs_a_deprecation(old, expected, caplog):
     caplog.set_level(logging.INFO, logger="segworker.schp.engine")
-    precision, backend = schp_engine.choose_runtime("auto", old, "eager", torch.device("cpu"))
+    precision, _backend = schp_engine.choose_runtime("auto", old, "eager", torch.device("cpu"))
     assert precision.value == expected
     assert precision.because == f"SCHP_BF16={str(old).lower()} (deprecated)"
     logged = [r.fields for r in caplog.records if getattr(r, "event", "") == "setting_deprecated"]

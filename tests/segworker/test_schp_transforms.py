@@ -9,8 +9,16 @@ import pytest
 import torch
 
 from segworker.schp import transforms
-from segworker.schp.transforms import (MEAN_BGR, STD_BGR, affine_matrices, postprocess,
-                                       preprocess, upsample_logits, warp_logits, warped_argmax)
+from segworker.schp.transforms import (
+    MEAN_BGR,
+    STD_BGR,
+    affine_matrices,
+    postprocess,
+    preprocess,
+    upsample_logits,
+    warp_logits,
+    warped_argmax,
+)
 
 #: (photo width, photo height, network input side), pixels.
 SIZES = [(768, 1024, 512), (1024, 768, 473), (300, 300, 512), (97, 61, 64)]
@@ -51,7 +59,7 @@ def test_round_trip_recovers_the_photo():
 
 def test_inverse_warp_of_logits_lands_on_photo_coordinates():
     width, height, size = 150, 100, 64
-    forward, inverse = affine_matrices(width, height, size)
+    _forward, inverse = affine_matrices(width, height, size)
     v, u = np.mgrid[0:size, 0:size].astype(np.float32)
     # Each network-grid pixel holds the photo x and y it came from.
     photo_x = inverse[0, 0] * u + inverse[0, 1] * v + inverse[0, 2]

@@ -18,8 +18,8 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 from tests.support.procs import ROOT
 
@@ -66,7 +66,7 @@ class NetnsLink:
         self.here_ip, self.there_ip = (str(h) for h in net.hosts())
         self.prefix = net.prefixlen
 
-    def open(self) -> "NetnsLink":
+    def open(self) -> NetnsLink:
         """Create the namespace and the link; raises :class:`NetnsUnavailable`."""
         self._run("netns", "add", self.name)
         self.created = True

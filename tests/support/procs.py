@@ -13,8 +13,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Callable, Mapping
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -34,7 +34,8 @@ def start(module: str, env: Mapping[str, str], *args: str, log_path: Path | None
     ``log_path`` (or is discarded) so a chatty process never blocks on a pipe.
     """
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **env}
-    out = open(log_path, "ab") if log_path else subprocess.DEVNULL
+    # Closed here once the child holds its own copy of the descriptor.
+    out = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
     try:
         return subprocess.Popen([sys.executable, "-m", module, *args], cwd=ROOT, env=full_env,
                                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True)

@@ -42,7 +42,8 @@ import socket
 import ssl
 import threading
 import time
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import tornado.httpserver
 import tornado.httputil
@@ -73,7 +74,7 @@ def check_signature(secret: str, header: str | None, body: bytes,
 
 
 class _Handler(tornado.web.RequestHandler):
-    def initialize(self, receiver: "Receiver") -> None:
+    def initialize(self, receiver: Receiver) -> None:
         self.rx = receiver
 
     def check_xsrf_cookie(self) -> None:  # a machine-to-machine API
@@ -226,7 +227,7 @@ class Receiver:
         files: dict[str, list[tornado.httputil.HTTPFile]] = {}
         tornado.httputil.parse_body_arguments(request.headers.get("Content-Type", ""),
                                               request.body, args, files, request.headers)
-        field = lambda k: args[k][0].decode() if k in args else None  # noqa: E731
+        field = lambda k: args[k][0].decode() if k in args else None
         auth = request.headers.get("X-Internal-Auth", "")
         return {
             "job_id": field("job_id"), "user_id": field("user_id"), "provider": field("provider"),

@@ -12,7 +12,7 @@ from __future__ import annotations
 import io
 import subprocess
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 import requests
@@ -83,7 +83,7 @@ class ServiceTree(ServiceClient):
         self.worker_count = workers
 
     # -- lifecycle -------------------------------------------------------
-    def start_all(self) -> "ServiceTree":
+    def start_all(self) -> ServiceTree:
         self.start("broker")
         self.start("uploader")
         for i in range(self.worker_count):
@@ -123,10 +123,10 @@ class ServiceTree(ServiceClient):
             self.stop(name)
         self.receiver.stop()
 
-    def __enter__(self) -> "ServiceTree":
+    def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     # -- HTTP ------------------------------------------------------------

@@ -20,7 +20,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-
 from tests.support import procs
 from tests.support.receiver import Receiver
 from tests.support.service import SECRET, ServiceClient
@@ -63,7 +62,7 @@ class SupervisedService(ServiceClient):
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self) -> "SupervisedService":
+    def start(self) -> SupervisedService:
         """Start the receiver and supervisord (``-n``, in its own process group)."""
         self.env["MASK_ASSET_URL"] = self.receiver.start()
         with open(self.logs / "supervisord.out", "ab") as out:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import email.utils
+import itertools
 import random
 import shutil
 import subprocess
@@ -14,8 +15,13 @@ from common.config import UploadSettings
 from common.logs import register_secret
 from tests.support.receiver import Receiver
 from tests.uploader.conftest import SECRET, png_bytes
-from uploader.delivery import (RETRY_AFTER_CAP, Deliverer, DeliveryHooks, RetryPolicy,
-                               parse_retry_after)
+from uploader.delivery import (
+    RETRY_AFTER_CAP,
+    Deliverer,
+    DeliveryHooks,
+    RetryPolicy,
+    parse_retry_after,
+)
 
 #: Time unit of these tests, in seconds.
 UNIT = 0.01
@@ -62,8 +68,8 @@ def rx():
 
 
 def settings(url: str, **kw) -> UploadSettings:
-    base = dict(url=url, secret=SECRET, retries=5, backoff_base_s=UNIT, backoff_jitter_s=JITTER,
-                connect_timeout_s=1.0, read_timeout_s=0.4)
+    base = {"url": url, "secret": SECRET, "retries": 5, "backoff_base_s": UNIT,
+            "backoff_jitter_s": JITTER, "connect_timeout_s": 1.0, "read_timeout_s": 0.4}
     return UploadSettings(**{**base, **kw})
 
 
@@ -98,7 +104,7 @@ def test_transient_failures_are_retried_with_doubling_waits(rx):
         assert UNIT * 2 ** k <= wait <= UNIT * (2 ** k + JITTER)
     # what the receiver saw: each gap at least the wait before it
     seen = [u["received_mono"] for u in rx.uploads]
-    gaps = [b - a for a, b in zip(seen, seen[1:])]
+    gaps = [b - a for a, b in itertools.pairwise(seen)]
     assert all(gap >= wait for gap, wait in zip(gaps, sleep.waits))
 
 
@@ -133,7 +139,7 @@ def test_retries_are_bounded_by_the_setting(rx):
 
 def test_connection_refused_is_retried_then_exhausted(rx):
     rx.set_down(True)
-    result, sleep, hooks = deliver(rx.url, retries=2)
+    result, _sleep, hooks = deliver(rx.url, retries=2)
     assert result.reason == "upload_retries_exhausted" and hooks.started == [1, 2, 3]
     assert result.last.status is None and "ConnectionError" in result.last.error
     rx.set_down(False)

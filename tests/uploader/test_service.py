@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import signal
 import stat
+from pathlib import Path
 
 from common.wire import unpack
 from tests.support import procs
@@ -107,7 +108,7 @@ def test_delivers_once_spools_before_ack_and_cleans_up(up, rx, broker):
 def test_files_and_fields_arrive_intact(up, rx, broker):
     started(up, broker)
     job, masks = up.write_job("job-7", seg_map=True)
-    expected = {n: open(p, "rb").read() for n, p in masks.items()}
+    expected = {n: Path(p).read_bytes() for n, p in masks.items()}
     broker.hand_off(job, masks)
     wait_state(broker, "job-7", "done")
     [record] = rx.uploads

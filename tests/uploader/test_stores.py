@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import stat
+from pathlib import Path
 
 import pytest
 
@@ -48,7 +49,7 @@ def test_spooled_job_is_a_private_copy_with_a_manifest(spool, temp):
     job, masks = write_job(temp, "job-1", seg_map=True)
     entry = spool.add(job, masks)
     assert spool.where("job-1") == "spooled" and spool.pending() == ["job-1"]
-    assert entry.files() == {n: open(p, "rb").read() for n, p in masks.items()}
+    assert entry.files() == {n: Path(p).read_bytes() for n, p in masks.items()}
     assert list(entry.files()) == ["upper_body_mask", "lower_body_mask", "seg_map"]
     loaded = spool.load("job-1")
     assert loaded.job == job and loaded.attempts == [] and loaded.manifest["sources"] == masks
