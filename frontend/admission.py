@@ -84,7 +84,8 @@ class Admission:
         self.hold_limit_s = hold_limit_s
         self.view = QueueView()
         self.pending = 0
-        self._changed = asyncio.Event()
+        self._change: asyncio.Future[bool] | None = None
+        self._hold_timer: asyncio.TimerHandle | None = None
         self._asking: asyncio.Future[dict[str, Any]] | None = None
 
     async def enter(self) -> None:
@@ -131,15 +132,24 @@ class Admission:
             self._wake()
 
     async def _next_change(self) -> bool:
-        """Wait for a pending upload to finish: False if none did within the hold limit."""
-        try:
-            await asyncio.wait_for(self._changed.wait(), self.hold_limit_s)
-        except TimeoutError:
-            return False
-        return True
+        """Wait for a pending upload to finish: False if none did within the hold limit.
+
+        Every upload held at once shares one future and one timer (a burst holds
+        hundreds; a task and a timer each would cost more than the rest of the hold)."""
+        if self._change is None:
+            loop = asyncio.get_running_loop()
+            self._change = loop.create_future()
+            self._hold_timer = loop.call_later(self.hold_limit_s, self._end_change, False)
+        return await asyncio.shield(self._change)
 
     def _wake(self) -> None:
-        # A fresh Event per change: every waiter of this change wakes once and
-        # decides again; later waiters wait for the next change.
-        self._changed.set()
-        self._changed = asyncio.Event()
+        self._end_change(True)
+
+    def _end_change(self, changed: bool) -> None:
+        """Wake every held upload once; those held after this wait for the next change."""
+        change, self._change = self._change, None
+        if self._hold_timer is not None:
+            self._hold_timer.cancel()
+            self._hold_timer = None
+        if change is not None and not change.done():
+            change.set_result(changed)
