@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from common.config import QueueSettings
 from common.wire import LOWER, SEG_MAP, UPPER, decode, make_job
 from uploader.core import UploaderCore
 from uploader.outbox import Outbox
@@ -23,7 +24,7 @@ class Rig:
     def __init__(self, tmp: Path) -> None:
         self.temp = tmp / "temp"
         root = tmp / "state" / "uploader"
-        self.stores = Stores(root, Spool(root, self.temp), Ledger(root / "delivered"),
+        self.stores = Stores(root, Spool(root, self.temp), Ledger(root / "delivered", QueueSettings().remember_finished),
                              Counters(root / "counters.json"), Outbox(root / "outbox"))
         self.submitted: list[str] = []
         self.core = UploaderCore(self.stores, self.submitted.append, threading.Lock())
