@@ -107,12 +107,8 @@ class StatsCollector:
                        stats.get("accepted"))
         yield _counter("jobs_done", "jobs delivered to the asset service",
                        stats.get("jobs_processed"))
-        failed = CounterMetricFamily(f"{PREFIX}_jobs_failed", "jobs that ended failed, by reason",
-                                     labels=["reason"])
-        for reason, count in sorted(_mapping(stats.get("failed_by_reason")).items()):
-            if _number(count):
-                failed.add_metric([str(reason)], count)
-        yield failed
+        yield _counters_by("jobs_failed", "jobs that ended failed, by reason", "reason",
+                           stats.get("failed_by_reason"))
         yield _counter("jobs_redelivered", "failed jobs delivered later by uploader redrive",
                        stats.get("redelivered"))
         yield _counter("jobs_requeued", "jobs put back at the head of the queue (worker lost, "
@@ -152,13 +148,9 @@ class StatsCollector:
     def _uploads(self, stats: dict[str, Any]) -> Iterator[Metric]:
         yield _gauge("uploader_alive", "1 while the uploader is connected to the broker",
                      stats.get("uploader_alive") is True)
-        attempts = CounterMetricFamily(f"{PREFIX}_upload_attempts", "HTTP attempts to the asset "
-                                       "service, by status class (error: no answer)",
-                                       labels=["status_class"])
-        for status_class, count in sorted(_mapping(stats.get("upload_attempts")).items()):
-            if _number(count):
-                attempts.add_metric([str(status_class)], count)
-        yield attempts
+        yield _counters_by("upload_attempts", "HTTP attempts to the asset service, by status "
+                           "class (error: no answer)", "status_class",
+                           stats.get("upload_attempts"))
         yield _counter("uploads_delivered", "jobs the uploader delivered",
                        stats.get("upload_delivered"))
         yield _counter("upload_retries", "upload attempts retried after a transient failure",
@@ -223,6 +215,15 @@ def _counter(name: str, doc: str, value: Any) -> Metric:
     family = CounterMetricFamily(f"{PREFIX}_{name}", doc)
     if _number(value):
         family.add_metric([], value)
+    return family
+
+
+def _counters_by(name: str, doc: str, label: str, counts: Any) -> Metric:
+    """One counter per key of the ``counts`` map (``{label value: count}``)."""
+    family = CounterMetricFamily(f"{PREFIX}_{name}", doc, labels=[label])
+    for key, count in sorted(_mapping(counts).items()):
+        if _number(count):
+            family.add_metric([str(key)], count)
     return family
 
 

@@ -85,10 +85,10 @@ class JobRunner:
     """Delivers stored jobs. ``guard`` serialises settling with the service's
     duplicate check, so a job is never seen as neither stored nor delivered."""
 
-    def __init__(self, stores: Stores, deliverer: Deliverer, guard: threading.Lock | None = None):
+    def __init__(self, stores: Stores, deliverer: Deliverer) -> None:
         self.stores = stores
         self.deliverer = deliverer
-        self.guard = guard or threading.Lock()
+        self.guard = threading.Lock()
         #: time per HTTP attempt (in memory; reported to the broker for /metrics)
         self.timings = Histograms()
         self._timings_lock = threading.Lock()
@@ -157,7 +157,6 @@ class JobRunner:
               attempts=len(entry.attempts), redrive=redrive)
 
 
-def make_runner(settings: Settings, sleep: Callable[[float], None],
-                guard: threading.Lock | None = None) -> JobRunner:
+def make_runner(settings: Settings, sleep: Callable[[float], None]) -> JobRunner:
     """A runner over this settings' stores, sleeping between retries with ``sleep``."""
-    return JobRunner(Stores.open(settings), Deliverer(settings.upload, sleep=sleep), guard)
+    return JobRunner(Stores.open(settings), Deliverer(settings.upload, sleep=sleep))
