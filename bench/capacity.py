@@ -2,6 +2,7 @@
 
     venv/bin/python bench/capacity.py [--workers 1 8 32] [--jobs 400] [--concurrency 32]
                                       [--burst 200] [--burst-queue 20] [--burst-delay 0.5]
+                                      [--burst-client raw tornado] [--burst-runs 1]
 
 Each run starts the real ``python -m frontend``, ``broker`` and ``uploader`` under a
 temporary directory, a fast stand-in Mask Asset Service (in this process) and N
@@ -17,7 +18,11 @@ requests in flight and prints, per N:
 
 Then the burst: ``--burst`` uploads sent at once at a queue limit of ``--burst-queue``
 with one worker taking ``--burst-delay`` s per job (a CPU SCHP-like pace), and the
-p50 / p99 / max accept latency of the accepted ones (and how fast the 503s came).
+p50 / p99 / max accept latency of the accepted ones (and how fast the 503s came),
+sent by each ``--burst-client`` in turn: ``raw`` writes requests built beforehand over
+plain sockets (as clients on other machines: little work on these shared cores),
+``tornado`` uses Tornado's HTTP client (as the capacity runs do; its own CPU per
+request is counted in the latency it measures).
 
 Photos: the 512 x 512 sample photo of a person (about 80 kB JPEG). The load
 generator, the receiver and the service share this machine's cores, so the figures
@@ -119,6 +124,41 @@ class Answer:
         return (self.answered - self.sent) * 1000
 
 
+async def post_raw(url: str, form: Form, job_ids: list[str]) -> list[Answer]:
+    """POST every job at once, each on its own connection, as clients on other
+    machines would: every request's bytes are built before the clock starts and
+    written in one go, so the generator's own work per request is a connect,
+    one write and one read (far less than an HTTP client library's, which on
+    these shared cores would be counted in the service's latency)."""
+    host, port = url.removeprefix("http://").split(":")
+    requests = {j: _raw_request(form, j, host) for j in job_ids}
+
+    async def one(job_id: str) -> Answer:
+        sent = time.monotonic()
+        reader, writer = await asyncio.open_connection(host, int(port))
+        try:
+            writer.write(requests[job_id])
+            status = int((await reader.readline()).split()[1])
+            length = 0
+            while (line := await reader.readline()) not in (b"\r\n", b""):
+                name, _, value = line.decode("latin-1").partition(":")
+                if name.strip().lower() == "content-length":
+                    length = int(value)
+            await reader.readexactly(length)
+            return Answer(job_id, status, sent, time.monotonic())
+        finally:
+            writer.close()
+
+    return list(await asyncio.gather(*(one(j) for j in job_ids)))
+
+
+def _raw_request(form: Form, job_id: str, host: str) -> bytes:
+    body = form.body(job_id)
+    head = (f"POST /process HTTP/1.1\r\nHost: {host}\r\nContent-Type: {form.content_type}\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n")
+    return head.encode("latin-1") + body
+
+
 async def post_all(url: str, form: Form, job_ids: list[str], concurrency: int) -> list[Answer]:
     """POST every job with at most ``concurrency`` requests in flight."""
     client = tornado.httpclient.AsyncHTTPClient(force_instance=True, max_clients=concurrency)
@@ -206,15 +246,21 @@ def run_capacity(workers: int, jobs: int, concurrency: int, form: Form) -> dict[
             tree.close()
 
 
-def run_burst(uploads: int, queue_max: int, delay: float, form: Form) -> dict[str, float]:
+def run_burst(uploads: int, queue_max: int, delay: float, form: Form,
+              client: str) -> dict[str, float]:
+    """The burst, sent by ``client``: ``raw`` (:func:`post_raw`) or ``tornado``
+    (:func:`post_all`, Tornado's HTTP client, as the capacity runs)."""
     with tempfile.TemporaryDirectory(prefix="bench-burst-") as tmp:
         tree = start_service(Path(tmp), 1, delay, QUEUE_MAX_SIZE=str(queue_max))
         try:
             job_ids = [f"burst-{i:04d}" for i in range(uploads)]
             pids = {name: tree.procs[name].pid for name in ("frontend", "broker")}
+            pids["load"] = os.getpid()
             cpu0 = {name: cpu_seconds(pid) for name, pid in pids.items()}
             started = time.monotonic()
-            answers = asyncio.run(post_all(tree.url, form, job_ids, uploads))
+            send = (post_raw(tree.url, form, job_ids) if client == "raw"
+                    else post_all(tree.url, form, job_ids, uploads))
+            answers = asyncio.run(send)
             wall = time.monotonic() - started
             cpu = {name: (cpu_seconds(pid) - cpu0[name]) * 1000 / uploads
                    for name, pid in pids.items()}
@@ -225,9 +271,20 @@ def run_burst(uploads: int, queue_max: int, delay: float, form: Form) -> dict[st
                     "p50": percentile(accepted, 0.5), "p99": percentile(accepted, 0.99),
                     "max": max(accepted, default=0.0),
                     "refused_p99": percentile(refused, 0.99), "wall_s": wall,
-                    "frontend_cpu_ms": cpu["frontend"], "broker_cpu_ms": cpu["broker"]}
+                    **{f"{name}_cpu_ms": ms for name, ms in cpu.items()}}
         finally:
             tree.close()
+
+
+def print_burst(args: argparse.Namespace, client: str, b: dict[str, float]) -> None:
+    print(f"burst ({client} client): {args.burst} uploads at once, queue limit "
+          f"{args.burst_queue}, one worker at {args.burst_delay:g} s/job: {b['accepted']} "
+          f"accepted, {b['refused']} refused (503), {b['other']} other")
+    print(f"  accept latency of the accepted: p50 {b['p50']:.0f} ms, p99 {b['p99']:.0f} ms, "
+          f"max {b['max']:.0f} ms; 503s answered within {b['refused_p99']:.0f} ms (p99)")
+    print(f"  all {args.burst} answered in {b['wall_s']:.2f} s; CPU per upload: front end "
+          f"{b['frontend_cpu_ms']:.1f} ms, broker {b['broker_cpu_ms']:.2f} ms, load "
+          f"generator {b['load_cpu_ms']:.1f} ms", flush=True)
 
 
 def main() -> None:
@@ -238,6 +295,9 @@ def main() -> None:
     parser.add_argument("--burst", type=int, default=200)
     parser.add_argument("--burst-queue", type=int, default=20)
     parser.add_argument("--burst-delay", type=float, default=0.5)
+    parser.add_argument("--burst-client", nargs="+", choices=["raw", "tornado"],
+                        default=["raw", "tornado"], help="who sends the burst (each in turn)")
+    parser.add_argument("--burst-runs", type=int, default=1, help="bursts per client")
     parser.add_argument("--skip-capacity", action="store_true", help="only the burst")
     args = parser.parse_args()
     photo = person_photo()
@@ -256,15 +316,10 @@ def main() -> None:
             print(f"{'':>7} CPU ms/job elsewhere: front end {r['frontend_cpu_ms']:.1f}, uploader "
                   f"{r['uploader_cpu_ms']:.1f}, receiver {r['receiver_cpu_ms']:.1f}, "
                   f"load generator {r['load_cpu_ms']:.1f}", flush=True)
-    b = run_burst(args.burst, args.burst_queue, args.burst_delay, form)
-    print(f"burst: {args.burst} uploads at once, queue limit {args.burst_queue}, one worker at "
-          f"{args.burst_delay:g} s/job: {b['accepted']} accepted, {b['refused']} refused (503), "
-          f"{b['other']} other")
-    print(f"  accept latency of the accepted: p50 {b['p50']:.0f} ms, p99 {b['p99']:.0f} ms, "
-          f"max {b['max']:.0f} ms; 503s answered within {b['refused_p99']:.0f} ms (p99)")
-    print(f"  all {args.burst} answered in {b['wall_s']:.2f} s; CPU per upload: front end "
-          f"{b['frontend_cpu_ms']:.1f} ms, broker {b['broker_cpu_ms']:.2f} ms")
-
+    for _ in range(args.burst_runs):
+        for client in args.burst_client:
+            print_burst(args, client, run_burst(args.burst, args.burst_queue,
+                                                args.burst_delay, form, client))
 
 if __name__ == "__main__":
     main()

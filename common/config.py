@@ -165,6 +165,7 @@ class SchpSettings:
 @dataclass(frozen=True)
 class ParserSettings:
     weights: Annotated[str | None, Env("PARSER_WEIGHTS")] = None
+    precision: Annotated[Precision, Env("PARSER_PRECISION")] = "auto"
     labels: LabelSet = LabelSet(upper=(1, 3), lower=(2, 3))
 
 

@@ -92,6 +92,32 @@ def decode_rgb(data: bytes, max_pixels: int) -> np.ndarray:
         raise PhotoError(f"user_image could not be decoded ({type(exc).__name__})", 422) from None
 
 
+def check_decodable(data: bytes, max_pixels: int) -> str:
+    """Raise :class:`PhotoError` where :func:`decode_rgb` would; return the format.
+
+    The front end's check before it accepts a job, cheaper than the decode:
+    a JPEG is decoded at 1/8 scale (libjpeg still reads and entropy-decodes
+    every byte of the stream, so a truncated or corrupt file fails the same
+    way; only the inverse DCT and the pixels are smaller), a PNG in full.
+    """
+    fmt, width, height = probe(data, max_pixels)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as img:
+                if fmt == "JPEG":
+                    img.draft(None, (max(1, width // 8), max(1, height // 8)))
+                img.load()
+                _to_rgb(_upright(img))
+    except (PhotoError, MemoryError):
+        raise
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombWarning) as exc:
+        raise PhotoError(f"user_image could not be decoded ({exc})", 422) from None
+    except Exception as exc:  # hostile bytes reach decoder paths that raise other types  # noqa: BLE001
+        raise PhotoError(f"user_image could not be decoded ({type(exc).__name__})", 422) from None
+    return fmt
+
+
 def _upright(img: Image.Image) -> Image.Image:
     """``img`` turned as its EXIF orientation says. Unlike ImageOps.exif_transpose this
     never re-writes the metadata, which fails on tags of an unexpected type; metadata

@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from common.ids import MAX_ID_LENGTH, PROVIDERS, is_valid_id
-from common.photo import PhotoError, decode_rgb, probe
+from common.photo import PhotoError, check_decodable
 from frontend.errors import ApiError
 from frontend.multipart import FormError, Part, boundary_of, parse_form_data
 
@@ -89,14 +89,15 @@ def read_process_form(boundary: bytes, body: bytes) -> ProcessForm:
 
 
 def check_photo(data: bytes, max_pixels: int) -> str:
-    """Fully decode the photo (catches truncation); returns its format, "JPEG" or "PNG".
+    """Decode the photo as far as needed to know the worker can (catches
+    truncation; :func:`common.photo.check_decodable`); returns its format,
+    "JPEG" or "PNG".
 
     Raises :class:`common.photo.PhotoError` (with its HTTP status) otherwise.
     CPU-heavy: call it from a thread pool, not the IOLoop.
     """
     try:
-        fmt, _, _ = probe(data, max_pixels)
-        decode_rgb(data, max_pixels)  # the pixels are dropped; only decodability matters here
+        fmt = check_decodable(data, max_pixels)
     except (PhotoError, MemoryError):
         raise
     except Exception as exc:  # hostile bytes: see below  # noqa: BLE001

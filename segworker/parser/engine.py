@@ -26,8 +26,12 @@ from segworker.parser.classes import CLASS_NAMES
 from segworker.parser.infer import forward, network_input, resolve_one_piece, uses_pose
 from segworker.parser.network import ParserNet, channels_last, fuse_batch_norms
 from segworker.parser.person import PersonFinder
+from segworker.precision import Choice, choose_precision, cpu_flags
 
 log = logging.getLogger(__name__)
+
+#: The precision of an engine built without settings (tests, tools).
+FP32 = Choice("fp32", "PARSER_PRECISION=fp32")
 
 
 class ParserEngine(Engine):
@@ -36,7 +40,8 @@ class ParserEngine(Engine):
     name = "parser"
 
     def __init__(self, net: ParserNet, labels: LabelSet, finder: PersonFinder | None = None,
-                 weights_path: Path | None = None, trained: dict | None = None) -> None:
+                 weights_path: Path | None = None, trained: dict | None = None,
+                 precision: Choice = FP32) -> None:
         for part, ids in (("upper", labels.upper), ("lower", labels.lower)):
             bad = [i for i in ids if not 0 <= i < len(CLASS_NAMES)]
             if bad:
@@ -47,6 +52,7 @@ class ParserEngine(Engine):
         self.labels = labels
         self.weights_path = weights_path
         self.trained = trained or {}
+        self.precision = precision
         self._finder = finder or PersonFinder()
         self._palette = voc_palette()
 
@@ -59,7 +65,9 @@ class ParserEngine(Engine):
         path = settings.resolve(parser.weights) or weights.BUNDLED
         started = time.perf_counter()
         net, trained = weights.load(path)
-        engine = cls(net, parser.labels, weights_path=path, trained=trained)
+        precision = choose_precision(parser.precision, "cpu", cpu_flags=cpu_flags(),
+                                     setting="PARSER_PRECISION")
+        engine = cls(net, parser.labels, weights_path=path, trained=trained, precision=precision)
         event(log, "parser_engine_loaded", load_ms=round((time.perf_counter() - started) * 1000, 1),
               **engine.describe())
         return engine
@@ -83,7 +91,8 @@ class ParserEngine(Engine):
         matrix = crop.box_matrix(found.box)
         inputs = network_input(rgb, found.prob, matrix, found.landmarks, pose=self.pose)
         t2 = time.perf_counter()
-        logits = resolve_one_piece(forward(self.net, inputs))
+        logits = resolve_one_piece(forward(self.net, inputs,
+                                           bf16=self.precision.value == "bf16"))
         t3 = time.perf_counter()
         label_map = crop.labels_in_photo(logits, matrix, height, width)
         t4 = time.perf_counter()
@@ -101,8 +110,8 @@ class ParserEngine(Engine):
                  "classes": list(CLASS_NAMES), "input": [crop.INPUT_H, crop.INPUT_W],
                  "trained_on": self.trained.get("source"),
                  "pose_planes": self.pose,
-                 "precision": "fp32", "backend": "eager",
-                 "precision_because": "the parser always runs fp32 (about 45 ms a photo)",
+                 "precision": self.precision.value, "backend": "eager",
+                 "precision_because": self.precision.because,
                  "backend_because": "the parser runs on eager PyTorch",
                  "labels": {"upper": list(self.labels.upper), "lower": list(self.labels.lower)}}
         if self.selected_because:

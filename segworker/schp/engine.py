@@ -6,7 +6,8 @@ the fusion logits, warp them back to the photo, argmax), then the label sets
 of the configured dataset make the two masks. Thread counts are the calling
 process's business (torch.set_num_threads; the OpenVINO backend follows it);
 this module never sets them. How the forward runs (precision, backend) is
-chosen by :func:`choose_runtime` from the rules in :mod:`segworker.schp.precision`.
+chosen by :func:`choose_runtime` from the rules in :mod:`segworker.precision` and
+:mod:`segworker.schp.precision`.
 """
 
 from __future__ import annotations
@@ -21,17 +22,12 @@ from common.config import Device, LabelSet, Settings
 from common.logs import event
 from segworker.engine import Engine, EngineLoadError, NoPersonError, Segmentation
 from segworker.masks import label_masks, voc_palette
+from segworker.precision import Choice, choose_precision, cpu_flags
 from segworker.schp.checkpoint import CheckpointInfo, load_model
 from segworker.schp.datasets import DATASETS, flip_permutation
 from segworker.schp.model_cache import ModelCache
 from segworker.schp.network import SchpNet
-from segworker.schp.precision import (
-    Choice,
-    choose_backend,
-    choose_precision,
-    cpu_flags,
-    requested_precision,
-)
+from segworker.schp.precision import choose_backend, requested_precision
 from segworker.schp.runtime import EagerRunner, OpenVinoRunner
 from segworker.schp.transforms import postprocess, preprocess
 

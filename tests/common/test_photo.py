@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from common.photo import PhotoError, decode_rgb, probe
+from common.photo import PhotoError, check_decodable, decode_rgb, probe
 from tests.support.images import encode, png_bomb
 
 LIMIT = 10_000_000
@@ -147,3 +147,36 @@ def test_undecodable_bytes_never_raise_anything_but_photo_error(monkeypatch):
     with pytest.raises(PhotoError) as err:
         decode_rgb(encode(_gradient(), "PNG"), LIMIT)
     assert err.value.status == 422
+
+
+def _verdict(check, data: bytes) -> int:
+    """0 when ``check`` accepts ``data``, else the PhotoError's status."""
+    try:
+        check(data, LIMIT)
+    except PhotoError as exc:
+        return exc.status
+    return 0
+
+
+def _cuts(data: bytes) -> list[bytes]:
+    """``data`` cut short at many points, and with a run of bytes in its middle damaged."""
+    damaged = bytearray(data)
+    damaged[len(data) // 2:len(data) // 2 + 64] = bytes(64)
+    return [data, bytes(damaged)] + [data[:int(len(data) * f)]
+                                     for f in (0.1, 0.3, 0.5, 0.7, 0.9, 0.98, 0.999)]
+
+
+@pytest.mark.parametrize("kind", ["baseline", "progressive", "grey", "cmyk", "png"])
+def test_the_front_ends_check_refuses_exactly_what_the_decode_refuses(kind):
+    """check_decodable (a JPEG at 1/8 scale) and decode_rgb (the worker's) agree on
+    whole, truncated and damaged files."""
+    photo = _gradient(320, 240)
+    data = {"baseline": lambda: encode(photo, "JPEG", quality=90),
+            "progressive": lambda: encode(photo, "JPEG", quality=90, progressive=True),
+            "grey": lambda: encode(photo.convert("L"), "JPEG"),
+            "cmyk": lambda: encode(photo.convert("CMYK"), "JPEG"),
+            "png": lambda: encode(photo, "PNG")}[kind]()
+    verdicts = [(_verdict(check_decodable, d), _verdict(decode_rgb, d)) for d in _cuts(data)]
+    assert all(mine == theirs for mine, theirs in verdicts), verdicts
+    assert verdicts[0] == (0, 0) and any(mine == 422 for mine, _ in verdicts)
+    assert check_decodable(data, LIMIT) == ("PNG" if kind == "png" else "JPEG")

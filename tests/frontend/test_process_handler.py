@@ -384,7 +384,7 @@ class SlowClientTest(FrontendTestCase):
 class DecoderFaultTest(FrontendTestCase):
 
     def test_unexpected_decoder_exception_is_422_not_500(self):
-        with mock.patch("frontend.uploads.decode_rgb", side_effect=IndexError("bad table")):
+        with mock.patch("frontend.uploads.check_decodable", side_effect=IndexError("bad table")):
             response = self.post_form(forms.process_parts(photos.jpeg()))
         self.assertIn("IndexError", self.assert_error(response, 422)["error"])
         self.assertEqual(self.incoming(), [])

@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 from skimage import data
 
-from common.config import LabelSet, load_settings
+from common.config import ConfigError, LabelSet, load_settings
 from segworker.engine import EngineLoadError, NoPersonError
 from segworker.parser.classes import CLASS_NAMES
 from segworker.parser.engine import ParserEngine
+from segworker.precision import Choice
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -84,6 +85,28 @@ def test_describe_says_what_it_runs(engine):
     assert facts["weights"].endswith("parser.pt")
     assert dataclasses.asdict(load_settings(environ={}).segmentation.parser.labels) == {
         "upper": (1, 3), "lower": (2, 3)}
+
+
+def test_bf16_gives_the_labels_of_fp32(engine):
+    """The network under bf16 autocast (PARSER_PRECISION's choice on AMX)
+    labels the astronaut as fp32 does, but for a few edge pixels."""
+    runs = {name: ParserEngine(engine.net, engine.labels, finder=engine._finder,
+                               precision=Choice(name, f"PARSER_PRECISION={name}"))
+            for name in ("fp32", "bf16")}
+    maps = {name: run.segment(data.astronaut()).seg_map for name, run in runs.items()}
+    assert (maps["fp32"] == maps["bf16"]).mean() > 0.995
+    assert runs["bf16"].describe()["precision"] == "bf16"
+
+
+def test_the_precision_setting_is_followed_and_said():
+    built = ParserEngine.from_settings(load_settings(environ={"PARSER_PRECISION": "fp32"}))
+    try:
+        facts = built.describe()
+        assert (facts["precision"], facts["precision_because"]) == ("fp32", "PARSER_PRECISION=fp32")
+    finally:
+        built.close()
+    with pytest.raises(ConfigError, match="PARSER_PRECISION"):
+        load_settings(environ={"PARSER_PRECISION": "fp16"})
 
 
 def test_a_pose_network_gets_the_astronauts_landmarks():

@@ -58,6 +58,26 @@ def test_labels_come_back_where_they_were_in_the_photo():
     assert (back == labels).mean() > 0.99
 
 
+@pytest.mark.parametrize("angle", [0.0, 9.0])
+def test_only_pixels_near_a_change_of_class_are_interpolated_and_the_labels_hold(angle):
+    """Against interpolating every class at every pixel (the definition), on
+    smooth random logits with many boundaries, upright and rotated."""
+    import cv2
+    rng = np.random.default_rng(int(angle))
+    noise = rng.normal(size=(crop.INPUT_H // 2, crop.INPUT_W // 2, 8)).astype(np.float32)
+    logits = (cv2.GaussianBlur(noise, (0, 0), 5) * 50).transpose(2, 0, 1).copy()
+    m = crop.crop_matrix(200, 310, 380, 570, angle_deg=angle)
+    full = cv2.warpAffine(np.ascontiguousarray(logits.transpose(1, 2, 0)),
+                          crop.output_matrix(m), (400, 620),
+                          flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                          borderMode=cv2.BORDER_REPLICATE).argmax(axis=2)
+    back = crop.labels_in_photo(logits, m, 620, 400)
+    inside = crop._photo_extent(m, 620, 400)
+    x0, y0, x1, y1 = inside
+    assert len(np.unique(back)) == 8
+    assert (back[y0:y1, x0:x1] != full[y0:y1, x0:x1]).mean() < 1e-3
+
+
 def test_photo_outside_the_crop_is_background():
     m = crop.crop_matrix(*crop.fit_box((10, 10, 60, 60), margin=0.0))
     logits = np.zeros((3, crop.INPUT_H // 2, crop.INPUT_W // 2), np.float32)

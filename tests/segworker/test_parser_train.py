@@ -42,11 +42,12 @@ def folder(tmp_path_factory) -> Path:
     return synthetic_folder(tmp_path_factory.mktemp("train"))
 
 
-def run_training(folder: Path, out: Path, cache: Path) -> None:
+def run_training(folder: Path, out: Path, cache: Path, workers: int = 1) -> None:
     before = torch.get_num_threads()
     try:
         assert train.main(["--data", str(folder), "--out", str(out), "--epochs", "1",
-                           "--batch", "2", "--threads", "1", "--cache", str(cache)]) == 0
+                           "--batch", "2", "--threads", "1", "--cache", str(cache),
+                           "--workers", str(workers)]) == 0
     finally:
         torch.set_num_threads(before)
 
@@ -70,9 +71,19 @@ def test_training_is_seeded(folder, tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_batches_made_ahead_in_a_process_train_the_same_weights(folder, tmp_path):
+    ahead, inline = tmp_path / "ahead.pt", tmp_path / "inline.pt"
+    run_training(folder, ahead, tmp_path / "cache", workers=1)
+    run_training(folder, inline, tmp_path / "cache", workers=0)
+    a = torch.load(ahead, weights_only=True)["state_dict"]
+    b = torch.load(inline, weights_only=True)["state_dict"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
 def test_a_training_step_lowers_the_loss_on_a_fixed_batch(folder, tmp_path):
     photos = train.Photos(folder, tmp_path / "cache")
-    x, y = photos.batch(np.arange(4), seed=1)
+    pair = photos.batch(np.arange(4), seed=1)
+    x, y = torch.from_numpy(pair[0]), torch.from_numpy(pair[1])
     torch.manual_seed(0)
     model = train.ParserNet()
     opt = torch.optim.AdamW(model.parameters(), lr=2e-3)

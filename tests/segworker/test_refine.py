@@ -53,6 +53,28 @@ def test_specks_below_the_fraction_are_removed_and_larger_parts_kept():
     assert out[10:50, 10:50].all() and out[70:75, 10:20].all()
 
 
+def test_a_speck_inside_a_large_ring_goes_and_the_ring_stays():
+    """Regions are cleared inside their own bounding boxes: a speck within a
+    kept ring's box must go and none of the ring with it."""
+    mask = blob((200, 200), 20, 20, 160, 160) & ~blob((200, 200), 30, 30, 140, 140)
+    ring = mask.copy()
+    mask[100:102, 100:102] = True                       # 4 px speck, inside the ring's box
+    out = R.remove_specks(mask, 0.002)
+    assert np.array_equal(out, ring)
+
+
+@pytest.mark.parametrize("count", [3, 200])  # a few regions, and more than MANY_REGIONS
+def test_every_small_region_goes_however_many_there_are(count):
+    rng = np.random.default_rng(count)
+    body = blob((300, 300), 50, 50, 200, 200)
+    mask, holes = body.copy(), body.copy()
+    for y, x in rng.integers(0, 100, size=(count, 2)):
+        mask[3 * (y % 10), 3 * x] = True               # one-pixel specks above the body
+        holes[52 + 2 * (y % 97), 52 + 2 * (x % 97)] = False  # one-pixel pinholes inside it
+    assert np.array_equal(R.remove_specks(mask, 0.002), body)
+    assert np.array_equal(R.fill_holes(holes), body)
+
+
 def test_dilation_margin_scales_with_the_image_diagonal():
     for side in (100, 400):
         mask = np.zeros((side, side), bool)

@@ -10,13 +10,9 @@ import torch
 
 from common.config import ConfigError, load_settings
 from segworker.engine import EngineLoadError
+from segworker.precision import choose_precision, cpu_flags
 from segworker.schp import engine as schp_engine
-from segworker.schp.precision import (
-    choose_backend,
-    choose_precision,
-    cpu_flags,
-    requested_precision,
-)
+from segworker.schp.precision import choose_backend, requested_precision
 
 XEON_FLAGS = {"avx512f", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8"}
 ZEN4_FLAGS = {"avx512f", "avx512_bf16"}
@@ -121,3 +117,11 @@ def test_an_impossible_backend_is_an_engine_load_error(monkeypatch):
     monkeypatch.setattr(schp_engine, "_openvino_importable", lambda: False)
     with pytest.raises(EngineLoadError, match="openvino package cannot be imported"):
         schp_engine.choose_runtime("fp32", None, "openvino", torch.device("cpu"))
+
+
+def test_the_parsers_precision_follows_the_same_rule_under_its_own_name():
+    amx = choose_precision("auto", "cpu", cpu_flags=XEON_FLAGS, setting="PARSER_PRECISION")
+    old = choose_precision("auto", "cpu", cpu_flags=OLD_FLAGS, setting="PARSER_PRECISION")
+    assert (amx.value, old.value) == ("bf16", "fp32")
+    assert amx.because.startswith("PARSER_PRECISION=auto") and "SCHP" not in amx.because + old.because
+    assert choose_precision("fp32", "cpu", setting="PARSER_PRECISION").because == "PARSER_PRECISION=fp32"
