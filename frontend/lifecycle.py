@@ -28,6 +28,12 @@ log = logging.getLogger(__name__)
 #: stopwaitsecs).
 DRAIN_TIMEOUT_S = 25.0
 
+#: Connections the kernel queues for accept(). Tornado's default, 128, is less than
+#: a burst of simultaneous uploads: the connects beyond it lose their SYN and the
+#: client resends it only after TCP's one-second initial timeout (the kernel caps
+#: the value at net.core.somaxconn).
+LISTEN_BACKLOG = 1024
+
 #: Threads that decode photos and write them to disk (each decode may hold
 #: max_image_pixels * 3 bytes).
 PHOTO_THREADS = 2
@@ -44,7 +50,7 @@ async def serve(settings: Settings) -> None:
     app = make_app(server, broker, store, executor, inflight)
     http = HTTPServer(app, **http_server_options(server))
     broker.start()
-    http.listen(server.port, server.host)
+    http.listen(server.port, server.host, backlog=LISTEN_BACKLOG)
     event(log, "frontend_started", host=server.host, port=server.port,
           broker=settings.broker.frontend_endpoint, incoming=str(store.directory),
           api_key_required=server.api_key is not None)

@@ -1,8 +1,7 @@
 """The garment parser's network: a compact encoder-decoder for CPU inference.
 
-Residual encoder with five stages (strides 2 to 32), a pooled whole-crop
-context branch on top, a feature-pyramid decoder that adds each stage back on
-the way up, and a 1x1 classifier at stride 2.
+Residual encoder with five stages (strides 2 to 32), a feature-pyramid decoder
+that adds each stage back on the way up, and a 1x1 classifier at stride 2.
 Plain 3x3 convolutions with batch norm and ReLU: the layers oneDNN runs
 fastest on one CPU core, and that fold into a single convolution each for
 inference (:func:`fuse_batch_norms`).
@@ -33,23 +32,21 @@ class NetShape:
 
     in_channels: int = 4                                #: RGB + person (+ 4 pose planes: 8)
     num_classes: int = 8                                #: see :mod:`segworker.parser.classes`
-    widths: tuple[int, ...] = (32, 64, 96, 160, 256)    #: channels at strides 2, 4, 8, 16, 32
-    blocks: tuple[int, ...] = (0, 1, 2, 3, 2)           #: residual blocks per stage
-    decoder_width: int = 64                             #: channels of every decoder level
-    context: bool = True                                #: a whole-crop pooled branch on top
+    widths: tuple[int, ...] = (24, 48, 80, 128, 192)    #: channels at strides 2, 4, 8, 16, 32
+    blocks: tuple[int, ...] = (0, 1, 2, 2, 2)           #: residual blocks per stage
+    decoder_width: int = 48                             #: channels of every decoder level
 
     def as_dict(self) -> dict:
         return {"in_channels": self.in_channels, "num_classes": self.num_classes,
                 "widths": list(self.widths), "blocks": list(self.blocks),
-                "decoder_width": self.decoder_width, "context": self.context}
+                "decoder_width": self.decoder_width}
 
     @classmethod
     def from_dict(cls, raw: dict) -> NetShape:
         return cls(in_channels=int(raw["in_channels"]), num_classes=int(raw["num_classes"]),
                    widths=tuple(int(w) for w in raw["widths"]),
                    blocks=tuple(int(b) for b in raw["blocks"]),
-                   decoder_width=int(raw["decoder_width"]),
-                   context=bool(raw.get("context", False)))  # the first files have none
+                   decoder_width=int(raw["decoder_width"]))
 
 
 def conv_bn(cin: int, cout: int, stride: int = 1, kernel: int = 3) -> nn.Sequential:
@@ -90,9 +87,6 @@ class ParserNet(nn.Module):
         d = shape.decoder_width
         self.laterals = nn.ModuleList(conv_bn(w, d, kernel=1) for w in shape.widths)
         self.smooth = nn.ModuleList(conv_bn(d, d) for _ in shape.widths[:-1])
-        # What the whole crop holds (a dress or a top and skirt, a coat's length)
-        # reaches every decoder pixel in one step, not through stride-32 cells.
-        self.context = conv_bn(shape.widths[-1], d, kernel=1) if shape.context else None
         self.classifier = nn.Conv2d(d, shape.num_classes, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -101,8 +95,6 @@ class ParserNet(nn.Module):
             x = stage(x)
             skips.append(x)
         y = self.laterals[-1](skips[-1])
-        if self.context is not None:
-            y = y + self.context(F.adaptive_avg_pool2d(skips[-1], 1))
         for level in range(len(skips) - 2, -1, -1):
             up = F.interpolate(y, size=skips[level].shape[-2:], mode="bilinear",
                                align_corners=False)

@@ -81,6 +81,21 @@ def test_serves_logs_json_and_drains_on_sigterm(running):
     assert stub.record("main-2")["state"] == "queued"
 
 
+def test_the_listen_queue_takes_a_burst_of_connections(running):
+    """A burst of simultaneous connects must not overflow the accept queue (the
+    overflow's SYNs are resent only after a second): the kernel's listening
+    socket has the front end's backlog, as far as net.core.somaxconn allows."""
+    from frontend.lifecycle import LISTEN_BACKLOG
+    _proc, base, _log, _stub = running
+    port = base.rsplit(":", 1)[1]
+    listed = subprocess.run(["ss", "-Hltn", f"sport = :{port}"], capture_output=True,
+                            text=True, timeout=10)
+    [line] = [ln for ln in listed.stdout.splitlines() if ln.strip()]
+    backlog = int(line.split()[2])  # Send-Q of a listening socket is its backlog
+    with open("/proc/sys/net/core/somaxconn") as fh:
+        assert backlog == min(LISTEN_BACKLOG, int(fh.read()))
+
+
 def test_configuration_error_exits_2(tmp_path):
     result = subprocess.run([sys.executable, "-m", "frontend"], cwd=procs.ROOT, timeout=60,
                             env={"PATH": "/usr/bin:/bin", "PORT": "70000"},

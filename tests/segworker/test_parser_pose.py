@@ -112,7 +112,7 @@ def test_training_blanks_the_pose_planes_of_some_samples():
 
 def test_the_network_width_chooses_the_input_planes():
     assert not uses_pose(ParserNet(NetShape(widths=(8, 8, 16, 16, 16), decoder_width=8)))
-    net = ParserNet(NetShape(in_channels=8, widths=(8, 8, 16, 16, 16), decoder_width=8)).eval()
+    net = ParserNet(NetShape(in_channels=8, widths=(8, 8, 16, 16, 16), decoder_width=8))
     assert uses_pose(net)
     with torch.no_grad():
         assert net(torch.zeros(1, 8, 64, 32)).shape == (1, 8, 32, 16)
