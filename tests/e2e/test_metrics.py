@@ -5,6 +5,7 @@ import json
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from segworker.precision import choose_precision, cpu_flags
 from tests.support.procs import wait_for
 from tests.support.service import no_person_photo, person_photo
 
@@ -69,7 +70,9 @@ def test_metrics_match_stats_after_a_few_jobs(service):
     assert 0 < got[("qmc_job_end_to_end_seconds_sum", ())] == \
         stats["timings"]["end_to_end"]["sum"]
     info = [dict(k[1]) for k in got if k[0] == "qmc_build_info"]
-    assert [(i["engine"], i["precision"]) for i in info] == [("parser", "fp32")]
+    # PARSER_PRECISION=auto: bf16 on a CPU with bf16 matrix units, else fp32
+    expected = choose_precision("auto", "cpu", cpu_flags=cpu_flags()).value
+    assert [(i["engine"], i["precision"]) for i in info] == [("parser", expected)]
     assert isinstance(stats["uptime_sec"], int)
 
     # every line every process wrote is one JSON object (MediaPipe's notices included)
