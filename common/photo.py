@@ -78,18 +78,7 @@ def decode_rgb(data: bytes, max_pixels: int) -> np.ndarray:
     files (Pillow would otherwise fill the missing rows with grey).
     """
     probe(data, max_pixels)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as img:
-                img.load()
-                return _to_rgb(_upright(img))
-    except (PhotoError, MemoryError):
-        raise
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombWarning) as exc:
-        raise PhotoError(f"user_image could not be decoded ({exc})", 422) from None
-    except Exception as exc:  # hostile bytes reach decoder paths that raise other types  # noqa: BLE001
-        raise PhotoError(f"user_image could not be decoded ({type(exc).__name__})", 422) from None
+    return _decode(data, 1)
 
 
 def check_decodable(data: bytes, max_pixels: int) -> str:
@@ -100,22 +89,29 @@ def check_decodable(data: bytes, max_pixels: int) -> str:
     every byte of the stream, so a truncated or corrupt file fails the same
     way; only the inverse DCT and the pixels are smaller), a PNG in full.
     """
-    fmt, width, height = probe(data, max_pixels)
+    fmt, _, _ = probe(data, max_pixels)
+    _decode(data, 8 if fmt == "JPEG" else 1)
+    return fmt
+
+
+def _decode(data: bytes, shrink: int) -> np.ndarray:
+    """The upright RGB pixels of a probed photo, a JPEG's at 1/``shrink`` of its
+    size (libjpeg's DCT scaling); every decoder failure is a 422 PhotoError."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(data)) as img:
-                if fmt == "JPEG":
-                    img.draft(None, (max(1, width // 8), max(1, height // 8)))
+                if shrink > 1:
+                    width, height = img.size
+                    img.draft(None, (max(1, width // shrink), max(1, height // shrink)))
                 img.load()
-                _to_rgb(_upright(img))
+                return _to_rgb(_upright(img))
     except (PhotoError, MemoryError):
         raise
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombWarning) as exc:
         raise PhotoError(f"user_image could not be decoded ({exc})", 422) from None
     except Exception as exc:  # hostile bytes reach decoder paths that raise other types  # noqa: BLE001
         raise PhotoError(f"user_image could not be decoded ({type(exc).__name__})", 422) from None
-    return fmt
 
 
 def _upright(img: Image.Image) -> Image.Image:
