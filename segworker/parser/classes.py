@@ -37,3 +37,39 @@ def ccp_lookup() -> np.ndarray:
     for name, ids in CCP_GROUPS.items():
         table[list(ids)] = CLASS_NAMES.index(name)
     return table
+
+
+#: A one-piece garment worn under a top (upper-garment pixels at least this
+#: share of its own) is trained as the top and skirt it looks like (see
+#: :func:`split_layered_one_piece`).
+LAYERED_SHARE = 0.3
+
+
+def split_layered_one_piece(classes: np.ndarray) -> np.ndarray:
+    """A parser class map with a layered one-piece garment split: where the
+    map's upper-garment pixels are at least :data:`LAYERED_SHARE` of its
+    one-piece pixels, one-piece pixels above the upper garment's median row
+    become upper garment and the rest lower garment. Other maps are returned
+    unchanged (the same array).
+
+    CCP labels a dress worn under a sweater, a jacket or a coat ``dress``,
+    though all that shows of it is what a skirt would show: a training photo
+    of that kind teaches the network that a top over a skirt is one-piece,
+    and a one-piece pixel is in *both* masks, so the skirt of a two-piece
+    outfit would land in the upper mask (the largest error of the first
+    weights). Split, the training labels say what the photo shows: a top and
+    below it a skirt, which is also what a try-on of either one needs. A
+    dress seen as a dress (little or no top over it) stays one-piece.
+    """
+    upper_id, lower_id, one_piece_id = (CLASS_NAMES.index(n) for n in
+                                        ("upper_garment", "lower_garment", "one_piece"))
+    one_piece = classes == one_piece_id
+    upper_rows = np.nonzero(classes == upper_id)[0]
+    if not one_piece.any() or upper_rows.size < LAYERED_SHARE * one_piece.sum():
+        return classes
+    waist = int(np.median(upper_rows))
+    out = classes.copy()
+    rows = np.arange(classes.shape[0])[:, None]
+    out[one_piece & (rows <= waist)] = upper_id
+    out[one_piece & (rows > waist)] = lower_id
+    return out

@@ -34,7 +34,7 @@ from torch.nn import functional as F
 from common.config import load_settings
 from segworker.parser import weights
 from segworker.parser.augment import make_sample
-from segworker.parser.classes import CLASS_NAMES, ccp_lookup
+from segworker.parser.classes import CLASS_NAMES, ccp_lookup, split_layered_one_piece
 from segworker.parser.devset import DevSet
 from segworker.parser.infer import BASE_PLANES, POSE_INPUT_PLANES
 from segworker.parser.network import NetShape, ParserNet, channels_last
@@ -48,7 +48,8 @@ class Photos:
     """Decoded training photos, their class maps, person probabilities and
     (with ``pose``) BlazePose landmarks, in memory."""
 
-    def __init__(self, folder: Path, cache: Path, pose: bool = False) -> None:
+    def __init__(self, folder: Path, cache: Path, pose: bool = False,
+                 split_layered: bool = True) -> None:
         stems = _stems(folder)
         lookup = ccp_lookup()
         self.pose = pose
@@ -59,7 +60,8 @@ class Photos:
         self.landmarks = [marks.get(stem) for stem in stems]
         for stem in stems:
             self.rgb.append(np.asarray(Image.open(folder / "images" / f"{stem}.jpg").convert("RGB")))
-            self.classes.append(lookup[np.asarray(Image.open(folder / "labels" / f"{stem}.png"))])
+            classes = lookup[np.asarray(Image.open(folder / "labels" / f"{stem}.png"))]
+            self.classes.append(split_layered_one_piece(classes) if split_layered else classes)
             self.prob.append(probs[stem].astype(np.float32) / 255.0)
 
     def __len__(self) -> int:
@@ -152,7 +154,8 @@ def train(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
     cv2.setNumThreads(1)  # OpenCV's own threads would fight torch's for the same cores
     from tqdm import tqdm
-    photos = Photos(Path(args.data), Path(args.cache), pose=args.pose)
+    photos = Photos(Path(args.data), Path(args.cache), pose=args.pose,
+                    split_layered=args.split_layered)
     settings = load_settings(args.config)
     dev = (DevSet(Path(args.dev), Path(args.cache), settings.segmentation.parser.labels,
                   settings.segmentation.refine, pose=args.pose) if args.dev else None)
@@ -206,7 +209,7 @@ def train(args: argparse.Namespace) -> int:
 def _trained_facts(args: argparse.Namespace, photos: Photos, epoch: int, record: dict) -> dict:
     return {"data": Path(args.data).name, "photos": len(photos), "epochs": epoch,
             "seed": args.seed, "batch": args.batch, "lr": args.lr, "bf16": args.bf16,
-            "pose": args.pose,
+            "pose": args.pose, "split_layered_one_piece": args.split_layered,
             "classes": list(CLASS_NAMES), "last_epoch": record,
             "source": "Clothing Co-Parsing (Yang, Luo, Lin, CVPR 2014), CCP-59 pixel labels"}
 
@@ -232,6 +235,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--no-pose", dest="pose", action="store_false",
                         help="RGB + person planes only (the first weights' input; default: "
                         "with the BlazePose heatmap planes)")
+    parser.add_argument("--keep-layered", dest="split_layered", action="store_false",
+                        help="train a one-piece garment under a top as CCP labels it (the "
+                        "earlier weights; default: split into the top and skirt it looks like)")
     parser.add_argument("--keep-epochs", action="store_true",
                         help="also keep every epoch's weights, as <out stem>.epochNN.pt")
     parser.add_argument("--config", help="config file whose label sets and refinement the "

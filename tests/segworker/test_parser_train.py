@@ -95,3 +95,16 @@ def test_a_training_step_lowers_the_loss_on_a_fixed_batch(folder, tmp_path):
         opt.step()
         losses.append(float(loss.detach()))
     assert losses[-1] < losses[0]
+
+
+def test_training_splits_a_dress_worn_under_a_top_unless_told_not_to(tmp_path):
+    folder = synthetic_folder(tmp_path / "data", count=2)
+    for path in (folder / "labels").glob("*.png"):  # the jeans become a CCP dress (14)
+        labels = np.asarray(Image.open(path)).copy()
+        labels[labels == 25] = 14
+        Image.fromarray(labels).save(path)
+    one_piece = train.CLASS_NAMES.index("one_piece")
+    split = train.Photos(folder, tmp_path / "cache")
+    kept = train.Photos(folder, tmp_path / "cache", split_layered=False)
+    assert not any((c == one_piece).any() for c in split.classes)
+    assert all((c == one_piece).sum() > 1000 for c in kept.classes)
