@@ -14,6 +14,10 @@ import numpy as np
 CLASS_NAMES = ("background", "upper_garment", "lower_garment", "one_piece",
                "skin", "hair", "shoes", "accessory")
 
+#: Class ids of the garments (upper, lower, one-piece) in the network's output.
+UPPER_ID, LOWER_ID, ONE_PIECE_ID = (CLASS_NAMES.index(n)
+                                    for n in ("upper_garment", "lower_garment", "one_piece"))
+
 #: CCP-59 class ids (the training set's labels) behind each parser class.
 #: CCP's ``suit`` is usually only the jacket (its trousers are ``pants``).
 CCP_GROUPS: dict[str, tuple[int, ...]] = {
@@ -61,15 +65,13 @@ def split_layered_one_piece(classes: np.ndarray) -> np.ndarray:
     below it a skirt, which is also what a try-on of either one needs. A
     dress seen as a dress (little or no top over it) stays one-piece.
     """
-    upper_id, lower_id, one_piece_id = (CLASS_NAMES.index(n) for n in
-                                        ("upper_garment", "lower_garment", "one_piece"))
-    one_piece = classes == one_piece_id
-    upper_rows = np.nonzero(classes == upper_id)[0]
+    one_piece = classes == ONE_PIECE_ID
+    upper_rows = np.nonzero(classes == UPPER_ID)[0]
     if not one_piece.any() or upper_rows.size < LAYERED_SHARE * one_piece.sum():
         return classes
     waist = int(np.median(upper_rows))
     out = classes.copy()
     rows = np.arange(classes.shape[0])[:, None]
-    out[one_piece & (rows <= waist)] = upper_id
-    out[one_piece & (rows > waist)] = lower_id
+    out[one_piece & (rows <= waist)] = UPPER_ID
+    out[one_piece & (rows > waist)] = LOWER_ID
     return out

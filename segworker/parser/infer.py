@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from segworker.parser import crop
-from segworker.parser.classes import CLASS_NAMES
+from segworker.parser.classes import LOWER_ID, ONE_PIECE_ID, UPPER_ID
 from segworker.parser.person import person_box
 from segworker.parser.pose import POSE_PLANES, pose_planes
 
@@ -82,11 +82,6 @@ def parse(net: torch.nn.Module, rgb: np.ndarray, prob: np.ndarray,
     inputs = network_input(rgb, prob, matrix, landmarks, pose=uses_pose(net))
     logits = resolve_one_piece(forward(net, inputs))
     return crop.labels_in_photo(logits, matrix, rgb.shape[0], rgb.shape[1])
-
-
-#: Class ids of the garments (upper, lower, one-piece) in the network's output.
-UPPER_ID, LOWER_ID, ONE_PIECE_ID = (CLASS_NAMES.index(n)
-                                    for n in ("upper_garment", "lower_garment", "one_piece"))
 
 
 def resolve_one_piece(logits: np.ndarray) -> np.ndarray:

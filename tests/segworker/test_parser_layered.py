@@ -6,9 +6,11 @@ from __future__ import annotations
 import numpy as np
 
 from segworker.parser.classes import CLASS_NAMES, LAYERED_SHARE, split_layered_one_piece
+from segworker.parser.classes import LOWER_ID as LOWER
+from segworker.parser.classes import ONE_PIECE_ID as ONE_PIECE
+from segworker.parser.classes import UPPER_ID as UPPER
 
-SKIN, UPPER, LOWER, ONE_PIECE = (CLASS_NAMES.index(n) for n in
-                                 ("skin", "upper_garment", "lower_garment", "one_piece"))
+SKIN = CLASS_NAMES.index("skin")
 
 
 def figure(top_rows: int, one_piece_rows: range, top_width: int = 20) -> np.ndarray:
