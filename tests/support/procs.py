@@ -8,6 +8,7 @@ killed by name.
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -19,11 +20,36 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 
+#: Ports handed out by :func:`free_port` in this process (none is handed out twice).
+_GIVEN: set[int] = set()
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A TCP port on 127.0.0.1 that was free a moment ago.
+
+    Chosen below the kernel's ephemeral range: a port from that range can be
+    taken, before the server under test binds it, by any outgoing connection
+    (a ZeroMQ peer retrying its connect to that very port can even connect to
+    itself), which failed a bind with "Address already in use" now and then.
+    """
+    low = min(_ephemeral_low(), 65536)
+    candidates = [p for p in range(max(1024, low - 12000), low) if p not in _GIVEN]
+    for port in random.sample(candidates, min(200, len(candidates))):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _GIVEN.add(port)
+        return port
+    raise RuntimeError("no free TCP port below the ephemeral range")
 
 
 def start(module: str, env: Mapping[str, str], *args: str, log_path: Path | None = None,
