@@ -22,6 +22,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from segworker.parser.classes import ONE_PIECE_ID
+
 #: Any network: :func:`channels_last` returns what it is given.
 ModuleT = TypeVar("ModuleT", bound=nn.Module)
 
@@ -100,6 +102,21 @@ class ParserNet(nn.Module):
                                align_corners=False)
             y = self.smooth[level](up + self.laterals[level](skips[level]))
         return self.classifier(y)
+
+
+def lower_one_piece(model: ParserNet, penalty: float) -> ParserNet:
+    """``model`` with its one-piece logit lowered by ``penalty`` everywhere
+    (in place, folded into the classifier's bias, so it costs nothing).
+
+    A one-piece pixel is in both masks, so a top over shorts called one-piece
+    puts the shorts in the upper mask: the weights file's calibration
+    (``one_piece_penalty``, :mod:`segworker.parser.weights`) asks for surer
+    evidence of a dress than the training loss alone does."""
+    bias = model.classifier.bias
+    assert bias is not None  # the classifier is built with one
+    with torch.no_grad():
+        bias[ONE_PIECE_ID] -= penalty
+    return model
 
 
 def fuse_batch_norms(model: nn.Module) -> nn.Module:

@@ -1,7 +1,7 @@
 """Train the garment parser from labelled photos (CCP-59 label maps).
 
     venv/bin/python -m segworker.parser.train --data TRAIN_DIR [--dev DEV_DIR] \\
-        [--out segworker/parser/parser.pt] [--epochs 20] [--workers 1]
+        [--out segworker/parser/parser.pt] [--epochs 30] [--workers 1]
 
 ``--data`` is laid out like ``train-ccp``: ``images/<stem>.jpg`` and
 ``labels/<stem>.png`` (CCP-59 class ids), with an optional ``manifest.json``.
@@ -18,6 +18,7 @@ service and the tests never do.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import multiprocessing
 import sys
@@ -33,11 +34,11 @@ from torch.nn import functional as F
 
 from common.config import load_settings
 from segworker.parser import weights
-from segworker.parser.augment import make_sample
+from segworker.parser.augment import MATCHED_P, STUDIO_P, make_sample
 from segworker.parser.classes import CLASS_NAMES, ccp_lookup, split_layered_one_piece
 from segworker.parser.devset import DevSet
 from segworker.parser.infer import BASE_PLANES, POSE_INPUT_PLANES
-from segworker.parser.network import NetShape, ParserNet, channels_last
+from segworker.parser.network import NetShape, ParserNet, channels_last, lower_one_piece
 from segworker.parser.person_cache import person_probabilities, pose_landmarks
 
 #: Classes the dice term sharpens (the ones the masks are made of).
@@ -49,10 +50,10 @@ class Photos:
     (with ``pose``) BlazePose landmarks, in memory."""
 
     def __init__(self, folder: Path, cache: Path, pose: bool = False,
-                 split_layered: bool = True) -> None:
+                 split_layered: bool = True, studio: bool = True) -> None:
         stems = _stems(folder)
         lookup = ccp_lookup()
-        self.pose = pose
+        self.pose, self.studio = pose, studio
         self.rgb, self.classes, self.prob = [], [], []
         images = [folder / "images" / f"{stem}.jpg" for stem in stems]
         probs = person_probabilities(folder, stems, cache, images)
@@ -72,7 +73,7 @@ class Photos:
         ``indices`` and ``seed`` alone, wherever it is computed."""
         rng = np.random.default_rng(seed)
         pairs = [make_sample(self.rgb[i], self.prob[i], self.classes[i], rng,
-                             self.landmarks[i], self.pose) for i in indices]
+                             self.landmarks[i], self.pose, self.studio) for i in indices]
         return np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
 
 
@@ -155,7 +156,7 @@ def train(args: argparse.Namespace) -> int:
     cv2.setNumThreads(1)  # OpenCV's own threads would fight torch's for the same cores
     from tqdm import tqdm
     photos = Photos(Path(args.data), Path(args.cache), pose=args.pose,
-                    split_layered=args.split_layered)
+                    split_layered=args.split_layered, studio=args.studio)
     settings = load_settings(args.config)
     dev = (DevSet(Path(args.dev), Path(args.cache), settings.segmentation.parser.labels,
                   settings.segmentation.refine, pose=args.pose) if args.dev else None)
@@ -193,13 +194,14 @@ def train(args: argparse.Namespace) -> int:
             bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
         record = {"epoch": epoch, "loss": round(float(np.mean(losses)), 4),
                   "lr": sched.get_last_lr()[0], "minutes": round((time.time() - started) / 60, 1)}
-        if dev is not None:
-            record.update(dev.score(ema.model))
+        if dev is not None:  # scored as served: with the penalty the file will carry
+            record.update(dev.score(lower_one_piece(copy.deepcopy(ema.model),
+                                                    args.one_piece_penalty)))
         trained = _trained_facts(args, photos, epoch, record)
-        weights.save(ema.model, out, trained)
+        weights.save(ema.model, out, trained, args.one_piece_penalty)
         if args.keep_epochs:
             weights.save(ema.model, out.with_name(f"{out.stem}.epoch{epoch:02d}{out.suffix}"),
-                         trained)
+                         trained, args.one_piece_penalty)
         with open(log_path, "a") as fh:
             fh.write(json.dumps(record) + "\n")
         print(json.dumps(record), flush=True)
@@ -210,6 +212,9 @@ def _trained_facts(args: argparse.Namespace, photos: Photos, epoch: int, record:
     return {"data": Path(args.data).name, "photos": len(photos), "epochs": epoch,
             "seed": args.seed, "batch": args.batch, "lr": args.lr, "bf16": args.bf16,
             "pose": args.pose, "split_layered_one_piece": args.split_layered,
+            "one_piece_penalty": args.one_piece_penalty,
+            "studio": ({"backdrop_p": STUDIO_P, "matched_two_piece_p": MATCHED_P}
+                       if args.studio else None),
             "classes": list(CLASS_NAMES), "last_epoch": record,
             "source": "Clothing Co-Parsing (Yang, Luo, Lin, CVPR 2014), CCP-59 pixel labels"}
 
@@ -219,7 +224,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--data", required=True, help="training folder (images/, labels/)")
     parser.add_argument("--dev", help="development folder, scored after every epoch (never trained on)")
     parser.add_argument("--out", default=str(weights.BUNDLED), help="weights file to write")
-    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--weight-decay", type=float, default=1e-4)
@@ -238,13 +243,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--keep-layered", dest="split_layered", action="store_false",
                         help="train a one-piece garment under a top as CCP labels it (the "
                         "earlier weights; default: split into the top and skirt it looks like)")
+    parser.add_argument("--street-only", dest="studio", action="store_false",
+                        help="no studio perturbations (plain backdrops, a top and skirt of "
+                        "one colour): the earlier weights' augmentation")
+    parser.add_argument("--one-piece-penalty", type=float, default=2.0,
+                        help="how much the saved file lowers the one-piece logit at inference "
+                        "(docs/parser.md, Classes; 0: the argmax of the trained network)")
     parser.add_argument("--keep-epochs", action="store_true",
                         help="also keep every epoch's weights, as <out stem>.epochNN.pt")
     parser.add_argument("--config", help="config file whose label sets and refinement the "
                         "dev score uses (default: config.yaml)")
     parser.add_argument("--cache", default="var/parser-cache",
                         help="where person masks and landmarks of the photos are kept between runs")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if not 0.0 <= args.one_piece_penalty <= weights.MAX_PENALTY:
+        parser.error(f"--one-piece-penalty must be from 0 to {weights.MAX_PENALTY}")
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:

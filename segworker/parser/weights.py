@@ -12,7 +12,10 @@ A weights file is a ``torch.save`` dictionary readable with
 - ``classes``: the class names, which must be :data:`~segworker.parser.classes.CLASS_NAMES`;
 - ``input``: ``[height, width]`` of the network input;
 - ``state_dict``: convolution weights in float16 (half the size), the rest float32;
-- ``trained``: what it was trained on and how (for people; not checked).
+- ``trained``: what it was trained on and how (for people; not checked);
+- ``one_piece_penalty`` (optional, 0 when absent): how much the one-piece
+  logit is lowered at inference (:func:`~segworker.parser.network.lower_one_piece`),
+  a number from 0 to :data:`MAX_PENALTY` chosen for the network in the file.
 
 Beside it, ``<file>.sha256`` holds its SHA-256 (``sha256sum`` format), so a
 truncated or altered file is refused before torch reads a byte of it.
@@ -29,7 +32,7 @@ from segworker.engine import EngineLoadError
 from segworker.parser import crop
 from segworker.parser.classes import CLASS_NAMES
 from segworker.parser.infer import BASE_PLANES, LAYOUTS
-from segworker.parser.network import NetShape, ParserNet
+from segworker.parser.network import NetShape, ParserNet, lower_one_piece
 
 #: The ``format`` tag of a parser weights file.
 FORMAT = "qwen-mask-parser/2"
@@ -40,12 +43,17 @@ FORMAT_V1 = "qwen-mask-parser/1"
 #: Largest weights file accepted (bytes); the committed one is about 5 MB.
 MAX_BYTES = 12 * 1024 * 1024
 
+#: Largest ``one_piece_penalty`` accepted (a logit; beyond it no dress survives).
+MAX_PENALTY = 10.0
+
 #: The weights that ship with the project.
 BUNDLED = Path(__file__).resolve().parent / "parser.pt"
 
 
-def save(model: ParserNet, path: Path, trained: dict) -> str:
-    """Write ``model`` to ``path`` (and ``path.sha256``); returns the SHA-256."""
+def save(model: ParserNet, path: Path, trained: dict, one_piece_penalty: float = 0.0) -> str:
+    """Write ``model`` (trained, without the penalty folded in) and the
+    inference ``one_piece_penalty`` to ``path`` (and ``path.sha256``);
+    returns the SHA-256."""
     state = {name: (t.detach().half() if t.ndim == 4 else t.detach().float()).cpu()
              for name, t in model.state_dict().items() if t.is_floating_point()}
     state.update({name: t.cpu() for name, t in model.state_dict().items()
@@ -55,20 +63,24 @@ def save(model: ParserNet, path: Path, trained: dict) -> str:
         raise ValueError(f"no input layout has {model.shape.in_channels} planes")
     torch.save({"format": FORMAT, "shape": model.shape.as_dict(), "classes": list(CLASS_NAMES),
                 "input": [crop.INPUT_H, crop.INPUT_W], "planes": list(planes),
-                "state_dict": state, "trained": trained}, path)
+                "state_dict": state, "trained": trained,
+                "one_piece_penalty": float(one_piece_penalty)}, path)
     digest = file_sha256(path)
     Path(f"{path}.sha256").write_text(f"{digest}  {path.name}\n")
     return digest
 
 
 def load(path: Path) -> tuple[ParserNet, dict]:
-    """The network in ``path``, in eval mode, and the file's ``trained`` facts.
+    """The network in ``path``, in eval mode with the file's
+    ``one_piece_penalty`` folded in (its output is what the service labels
+    from), and the file's ``trained`` facts.
 
     Raises :class:`EngineLoadError` with one line naming the file and the
     problem: missing, empty, too large, no or wrong ``.sha256``, not a torch
     file, another format, other classes or input size, input planes this
     code cannot feed (or that do not match the network), tensors of the wrong
-    shape, missing or extra tensors, NaN or infinite values.
+    shape, missing or extra tensors, NaN or infinite values, a penalty that is
+    not a number from 0 to :data:`MAX_PENALTY`.
     """
     _check_file(path)
     try:
@@ -87,7 +99,15 @@ def load(path: Path) -> tuple[ParserNet, dict]:
         raise _error(path, f"bad network shape ({exc})") from None
     _check_planes(path, raw, model.shape.in_channels)
     _load_state(path, model, raw.get("state_dict"))
+    lower_one_piece(model, _penalty(path, raw.get("one_piece_penalty", 0.0)))
     return model.eval(), dict(raw.get("trained") or {})
+
+
+def _penalty(path: Path, value: object) -> float:
+    if (isinstance(value, bool) or not isinstance(value, (int, float))
+            or not 0.0 <= float(value) <= MAX_PENALTY):
+        raise _error(path, f"one_piece_penalty {value!r} is not a number from 0 to {MAX_PENALTY}")
+    return float(value)
 
 
 def _check_file(path: Path) -> None:

@@ -42,12 +42,13 @@ def folder(tmp_path_factory) -> Path:
     return synthetic_folder(tmp_path_factory.mktemp("train"))
 
 
-def run_training(folder: Path, out: Path, cache: Path, workers: int = 1) -> None:
+def run_training(folder: Path, out: Path, cache: Path, workers: int = 1,
+                 extra: tuple[str, ...] = ()) -> None:
     before = torch.get_num_threads()
     try:
         assert train.main(["--data", str(folder), "--out", str(out), "--epochs", "1",
                            "--batch", "2", "--threads", "1", "--cache", str(cache),
-                           "--workers", str(workers)]) == 0
+                           "--workers", str(workers), *extra]) == 0
     finally:
         torch.set_num_threads(before)
 
@@ -57,6 +58,8 @@ def test_one_epoch_writes_loadable_weights_and_a_log(folder, tmp_path):
     run_training(folder, out, tmp_path / "cache")
     _model, trained = weights.load(out)
     assert trained["epochs"] == 1 and trained["photos"] == 4
+    assert trained["studio"] == {"backdrop_p": train.STUDIO_P, "matched_two_piece_p": train.MATCHED_P}
+    assert torch.load(out, weights_only=True)["one_piece_penalty"] == trained["one_piece_penalty"] == 2.0
     [record] = [json.loads(line) for line in Path(f"{out}.log.jsonl").read_text().splitlines()]
     assert record["epoch"] == 1 and np.isfinite(record["loss"]) and record["loss"] > 0
     assert list((tmp_path / "cache").glob("person-*.npz"))  # person masks kept for the next run
@@ -108,3 +111,20 @@ def test_training_splits_a_dress_worn_under_a_top_unless_told_not_to(tmp_path):
     kept = train.Photos(folder, tmp_path / "cache", split_layered=False)
     assert not any((c == one_piece).any() for c in split.classes)
     assert all((c == one_piece).sum() > 1000 for c in kept.classes)
+
+
+def test_street_only_trains_without_the_studio_perturbations(folder, tmp_path):
+    studio, street = tmp_path / "studio.pt", tmp_path / "street.pt"
+    run_training(folder, studio, tmp_path / "cache")
+    run_training(folder, street, tmp_path / "cache", extra=("--street-only",))
+    assert weights.load(street)[1]["studio"] is None
+    a = torch.load(studio, weights_only=True)["state_dict"]
+    b = torch.load(street, weights_only=True)["state_dict"]
+    assert not all(torch.equal(a[k], b[k]) for k in a)  # some sample was perturbed
+
+
+@pytest.mark.parametrize("value", ["-1", "11"])
+def test_a_penalty_out_of_range_stops_the_command(value, capsys):
+    with pytest.raises(SystemExit) as stop:
+        train.parse_args(["--data", "x", "--one-piece-penalty", value])
+    assert stop.value.code == 2 and "--one-piece-penalty" in capsys.readouterr().err

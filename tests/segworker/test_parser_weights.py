@@ -173,3 +173,40 @@ def test_input_planes_this_code_cannot_feed(saved):
     reseal(saved)
     message = load_error(saved)
     assert "input planes ['red', 'green', 'blue', 'depth']" in message and "retrain" in message
+
+
+def test_the_one_piece_penalty_lowers_that_logit_and_nothing_else(tmp_path):
+    torch.manual_seed(0)
+    net = ParserNet(SMALL)
+    plain, lowered = tmp_path / "plain.pt", tmp_path / "lowered.pt"
+    weights.save(net, plain, {})
+    weights.save(net, lowered, {}, one_piece_penalty=2.5)
+    x = torch.randn(1, 4, 64, 32)
+    with torch.no_grad():
+        a, b = weights.load(plain)[0](x), weights.load(lowered)[0](x)
+    one_piece = weights.CLASS_NAMES.index("one_piece")
+    torch.testing.assert_close(b[:, one_piece], a[:, one_piece] - 2.5)
+    others = [c for c in range(len(weights.CLASS_NAMES)) if c != one_piece]
+    assert torch.equal(a[:, others], b[:, others])
+    # the file keeps the trained bias: saving what was loaded would lower it twice
+    raw = torch.load(lowered, weights_only=True)
+    assert raw["one_piece_penalty"] == 2.5
+    assert torch.equal(raw["state_dict"]["classifier.bias"], net.classifier.bias.detach())
+
+
+def test_a_file_without_a_penalty_reads_as_none(saved):
+    raw = torch.load(saved, weights_only=True)
+    del raw["one_piece_penalty"]
+    torch.save(raw, saved)
+    reseal(saved)
+    with torch.no_grad():
+        assert torch.equal(weights.load(saved)[0].classifier.bias, raw["state_dict"]["classifier.bias"])
+
+
+@pytest.mark.parametrize("value", [-0.5, float("nan"), 11.0, "2", True])
+def test_a_penalty_that_is_not_a_number_in_range_is_refused(saved, value):
+    raw = torch.load(saved, weights_only=True)
+    raw["one_piece_penalty"] = value
+    torch.save(raw, saved)
+    reseal(saved)
+    assert "one_piece_penalty" in load_error(saved)
