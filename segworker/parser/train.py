@@ -256,8 +256,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--cache", default="var/parser-cache",
                         help="where person masks and landmarks of the photos are kept between runs")
     args = parser.parse_args(argv)
-    if not 0.0 <= args.one_piece_penalty <= weights.MAX_PENALTY:
-        parser.error(f"--one-piece-penalty must be from 0 to {weights.MAX_PENALTY}")
+    try:
+        weights.checked_penalty(args.one_piece_penalty)
+    except ValueError as exc:
+        parser.error(f"--one-piece-penalty: {exc}")
     return args
 
 

@@ -103,11 +103,20 @@ def load(path: Path) -> tuple[ParserNet, dict]:
     return model.eval(), dict(raw.get("trained") or {})
 
 
-def _penalty(path: Path, value: object) -> float:
+def checked_penalty(value: object) -> float:
+    """``value`` as a one-piece penalty; ValueError unless it is a number from
+    0 to :data:`MAX_PENALTY` (the rule for files and for the training command)."""
     if (isinstance(value, bool) or not isinstance(value, (int, float))
             or not 0.0 <= float(value) <= MAX_PENALTY):
-        raise _error(path, f"one_piece_penalty {value!r} is not a number from 0 to {MAX_PENALTY}")
+        raise ValueError(f"{value!r} is not a number from 0 to {MAX_PENALTY}")
     return float(value)
+
+
+def _penalty(path: Path, value: object) -> float:
+    try:
+        return checked_penalty(value)
+    except ValueError as exc:
+        raise _error(path, f"one_piece_penalty {exc}") from None
 
 
 def _check_file(path: Path) -> None:
