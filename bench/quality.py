@@ -190,10 +190,10 @@ def _summary(scores: dict[tuple[str, str], list[float]], variants: dict[str, Ref
               f"first {times[0]:.1f}")
 
 
-def _save(folder: Path, stem: str, rgb: np.ndarray, pred: dict[str, np.ndarray]) -> None:
+def _save(folder: Path, stem: str, rgb: np.ndarray, pred: dict) -> None:
     from segworker.cli import overlay
-    for part, mask in pred.items():
-        Image.fromarray(mask.astype(np.uint8) * 255).save(folder / f"{stem}_{part}.png")
+    for part in PARTS:  # pred also says whether a person was found
+        Image.fromarray(pred[part].astype(np.uint8) * 255).save(folder / f"{stem}_{part}.png")
     Image.fromarray(overlay(rgb, pred["upper"], pred["lower"])).save(folder / f"{stem}_overlay.png")
 
 
