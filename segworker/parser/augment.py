@@ -63,13 +63,17 @@ def reference_box(classes: np.ndarray) -> tuple[int, int, int, int]:
 
 def make_sample(rgb: np.ndarray, prob: np.ndarray, classes: np.ndarray,
                 rng: np.random.Generator, landmarks: np.ndarray | None = None,
-                pose: bool = False, studio: bool = False) -> tuple[np.ndarray, np.ndarray]:
+                pose: bool = False, studio: bool = False,
+                resolution: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
     """``(C x H x W float32 input, H x W int64 target)`` for one photo, where
     ``classes`` holds parser class ids at the photo's size; the input's planes
     are those of :func:`segworker.parser.infer.network_input` (with ``pose``,
     the heatmaps of ``landmarks``, photo pixels, blanked with :data:`DROP_POSE_P`).
     Without ``studio`` no random number is drawn for the studio perturbations,
-    so the samples are those of the weights trained before them."""
+    so the samples are those of the weights trained before them. At a
+    ``resolution`` below 1 the sample is the same crop at that share of the
+    input's size (training's cheaper ``--low-res-epochs``); the random numbers drawn
+    are the same either way."""
     rgb, prob, classes, box = _choose_region(rgb, prob, classes, rng)
     if studio:
         if rng.random() < MATCHED_P:
@@ -82,9 +86,12 @@ def make_sample(rgb: np.ndarray, prob: np.ndarray, classes: np.ndarray,
     cy += rng.uniform(-0.06, 0.06) * h
     angle = rng.uniform(-MAX_ANGLE, MAX_ANGLE) if rng.random() < ROTATE_P else 0.0
     matrix = crop.crop_matrix(cx, cy, w * scale, h * scale, angle, flip=bool(rng.random() < 0.5))
-    pixels = crop.crop_image(rgb, matrix, border=tuple(float(v) for v in crop.PAD_RGB))
-    person = crop.crop_image(prob, matrix)
-    target = crop.crop_image(classes, matrix, interpolation=cv2.INTER_NEAREST)
+    size = (crop.INPUT_H, crop.INPUT_W)
+    if resolution != 1.0:
+        matrix, size = crop.shrunk(matrix, resolution)
+    pixels = crop.crop_image(rgb, matrix, border=tuple(float(v) for v in crop.PAD_RGB), size=size)
+    person = crop.crop_image(prob, matrix, size=size)
+    target = crop.crop_image(classes, matrix, interpolation=cv2.INTER_NEAREST, size=size)
     pixels = _colour(pixels, rng)
     if rng.random() < DROP_PERSON_P:
         person = np.zeros_like(person)
@@ -93,7 +100,7 @@ def make_sample(rgb: np.ndarray, prob: np.ndarray, classes: np.ndarray,
     if pose:
         # drawn after the half-body cut: landmarks below it are outside the photo, so unseen
         stack.append(pose_planes(None if rng.random() < DROP_POSE_P else landmarks,
-                                 matrix, rgb.shape[:2]))
+                                 matrix, rgb.shape[:2], size))
     inputs = np.concatenate(stack, axis=0)
     return inputs.astype(np.float32), target.astype(np.int64)
 

@@ -67,10 +67,22 @@ def box_matrix(box: tuple[float, float, float, float]) -> np.ndarray:
 
 
 def crop_image(image: np.ndarray, matrix: np.ndarray, interpolation: int = cv2.INTER_LINEAR,
-               border: tuple[float, ...] = (0.0, 0.0, 0.0, 0.0)) -> np.ndarray:
-    """``image`` (H x W or H x W x C) resampled into the input frame."""
-    return cv2.warpAffine(image, matrix, (INPUT_W, INPUT_H), flags=interpolation,
+               border: tuple[float, ...] = (0.0, 0.0, 0.0, 0.0),
+               size: tuple[int, int] = (INPUT_H, INPUT_W)) -> np.ndarray:
+    """``image`` (H x W or H x W x C) resampled into the input frame (``size``:
+    its height and width, the network's input unless :func:`shrunk`)."""
+    return cv2.warpAffine(image, matrix, (size[1], size[0]), flags=interpolation,
                           borderMode=cv2.BORDER_CONSTANT, borderValue=border)
+
+
+def shrunk(matrix: np.ndarray, factor: float) -> tuple[np.ndarray, tuple[int, int]]:
+    """The same crop at ``factor`` times the input's resolution: its matrix
+    and its (height, width). Pixel centres stay aligned, so a label cropped
+    either way falls on the same place in the person."""
+    offset = 0.5 * factor - 0.5
+    down = np.array([[factor, 0, offset], [0, factor, offset], [0, 0, 1]], dtype=np.float64)
+    size = (round(INPUT_H * factor), round(INPUT_W * factor))
+    return (down @ np.vstack([matrix, [0, 0, 1]]))[:2], size
 
 
 def output_matrix(matrix: np.ndarray) -> np.ndarray:

@@ -59,15 +59,18 @@ def torso_length(landmarks: np.ndarray) -> float:
 
 
 def pose_planes(landmarks: np.ndarray | None, matrix: np.ndarray,
-                photo_shape: tuple[int, ...]) -> np.ndarray:
-    """``len(POSE_PLANES) x INPUT_H x INPUT_W`` float32 heatmaps (0-1) in the
-    crop ``matrix`` selects, for ``landmarks`` of a photo of ``photo_shape``
-    (height, width); all zero when ``landmarks`` is None (no pose found)."""
+                photo_shape: tuple[int, ...],
+                size: tuple[int, int] = (crop.INPUT_H, crop.INPUT_W)) -> np.ndarray:
+    """``len(POSE_PLANES) x height x width`` float32 heatmaps (0-1) in the
+    crop ``matrix`` selects (``size``: the crop's height and width, the
+    network's input unless :func:`crop.shrunk`), for ``landmarks`` of a photo
+    of ``photo_shape`` (height, width); all zero when ``landmarks`` is None
+    (no pose found)."""
     if landmarks is None:
-        return np.zeros((len(POSE_PLANES), crop.INPUT_H, crop.INPUT_W), np.float32)
+        return np.zeros((len(POSE_PLANES), *size), np.float32)
     scale = float(np.sqrt(abs(np.linalg.det(matrix[:, :2]))))
     return _draw(landmarks, photo_shape, matrix, SIGMA_SHARE * torso_length(landmarks) * scale,
-                 (crop.INPUT_H, crop.INPUT_W))
+                 size)
 
 
 def photo_planes(landmarks: np.ndarray, photo_shape: tuple[int, ...]) -> np.ndarray:

@@ -1,7 +1,7 @@
 """Train the garment parser from labelled photos (CCP-59 label maps).
 
     venv/bin/python -m segworker.parser.train --data TRAIN_DIR [--dev DEV_DIR] \\
-        [--out segworker/parser/parser.pt] [--epochs 30] [--workers 1]
+        [--out segworker/parser/parser.pt] [--epochs 30] [--low-res-epochs 0] [--workers 1]
 
 ``--data`` is laid out like ``train-ccp``: ``images/<stem>.jpg`` and
 ``labels/<stem>.png`` (CCP-59 class ids), with an optional ``manifest.json``.
@@ -68,12 +68,15 @@ class Photos:
     def __len__(self) -> int:
         return len(self.rgb)
 
-    def batch(self, indices: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
-        """Inputs and class maps of one augmented batch: a function of
-        ``indices`` and ``seed`` alone, wherever it is computed."""
+    def batch(self, indices: np.ndarray, seed: int,
+              resolution: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+        """Inputs and class maps of one augmented batch at ``resolution`` times
+        the input's size: a function of its arguments alone, wherever it is
+        computed."""
         rng = np.random.default_rng(seed)
         pairs = [make_sample(self.rgb[i], self.prob[i], self.classes[i], rng,
-                             self.landmarks[i], self.pose, self.studio) for i in indices]
+                             self.landmarks[i], self.pose, self.studio, resolution)
+                 for i in indices]
         return np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
 
 
@@ -81,14 +84,21 @@ class Photos:
 _FORKED: Photos | None = None
 
 
-def _forked_batch(job: tuple[np.ndarray, int]) -> tuple[np.ndarray, np.ndarray]:
+#: One batch to make: photo indices, seed, resolution (see :meth:`Photos.batch`).
+Job = tuple[np.ndarray, int, float]
+
+#: The resolution of the first ``--low-res-epochs`` (a share of the input's size).
+LOW_RES = 0.5
+
+
+def _forked_batch(job: Job) -> tuple[np.ndarray, np.ndarray]:
     assert _FORKED is not None
     return _FORKED.batch(*job)
 
 
-def batches(photos: Photos, jobs: list[tuple[np.ndarray, int]],
+def batches(photos: Photos, jobs: list[Job],
             workers: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """The batches of ``jobs`` (indices, seed) in order, as tensors. With
+    """The batches of ``jobs`` (indices, seed, resolution) in order, as tensors. With
     ``workers`` > 0 they are made ahead in that many forked processes, while
     the network trains on the last (augmentation takes as long as a step).
     The same jobs give the same batches either way."""
@@ -177,7 +187,10 @@ def train(args: argparse.Namespace) -> int:
         order = order_rng.permutation(len(photos))
         chunks = [order[i * args.batch:(i + 1) * args.batch] for i in range(steps_per_epoch)]
         seeds = order_rng.integers(0, 2**31, size=len(chunks))
-        jobs = [(indices, int(seed)) for indices, seed in zip(chunks, seeds)]
+        # Early epochs at low resolution (a fifth of a full step's time), while the
+        # network learns what a garment is; the rest at the input's own size.
+        resolution = LOW_RES if epoch <= args.low_res_epochs else 1.0
+        jobs = [(indices, int(seed), resolution) for indices, seed in zip(chunks, seeds)]
         losses = []
         bar = tqdm(batches(photos, jobs, args.workers), total=len(jobs),
                    desc=f"epoch {epoch}/{args.epochs}", unit="batch", file=sys.stdout,
@@ -212,6 +225,7 @@ def _trained_facts(args: argparse.Namespace, photos: Photos, epoch: int, record:
     return {"data": Path(args.data).name, "photos": len(photos), "epochs": epoch,
             "seed": args.seed, "batch": args.batch, "lr": args.lr, "bf16": args.bf16,
             "pose": args.pose, "split_layered_one_piece": args.split_layered,
+            "low_res_epochs": {"epochs": args.low_res_epochs, "resolution": LOW_RES},
             "one_piece_penalty": args.one_piece_penalty,
             "studio": ({"backdrop_p": STUDIO_P, "matched_two_piece_p": MATCHED_P}
                        if args.studio else None),
@@ -249,6 +263,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--one-piece-penalty", type=float, default=2.0,
                         help="how much the saved file lowers the one-piece logit at inference "
                         "(docs/parser.md, Classes; 0: the argmax of the trained network)")
+    parser.add_argument("--low-res-epochs", type=int, default=0,
+                        help=f"train the first N of the epochs on crops at {LOW_RES} times the "
+                        "input's size (a fifth of the time per step; default: %(default)s, "
+                        "every epoch at full size, as the committed weights were; "
+                        "docs/parser.md, runs not kept)")
     parser.add_argument("--keep-epochs", action="store_true",
                         help="also keep every epoch's weights, as <out stem>.epochNN.pt")
     parser.add_argument("--config", help="config file whose label sets and refinement the "
@@ -260,6 +279,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         weights.checked_penalty(args.one_piece_penalty)
     except ValueError as exc:
         parser.error(f"--one-piece-penalty: {exc}")
+    if not 0 <= args.low_res_epochs < args.epochs:
+        # the service runs the network at full size: its last epoch must have been too
+        parser.error(f"--low-res-epochs must be from 0 to {args.epochs - 1} (fewer than --epochs)")
     return args
 
 

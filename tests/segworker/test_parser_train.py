@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from segworker.parser import train, weights
+from segworker.parser import crop, train, weights
 
 
 def synthetic_folder(root: Path, count: int = 4) -> Path:
@@ -128,3 +128,32 @@ def test_a_penalty_out_of_range_stops_the_command(value, capsys):
     with pytest.raises(SystemExit) as stop:
         train.parse_args(["--data", "x", "--one-piece-penalty", value])
     assert stop.value.code == 2 and "--one-piece-penalty" in capsys.readouterr().err
+
+
+def test_low_resolution_epochs_come_first_and_are_recorded(folder, tmp_path, monkeypatch):
+    """``--low-res-epochs 1 --epochs 2``: the first epoch's batches are half the
+    input's size, the second's full size; the file says so, and it loads."""
+    sizes: list[tuple[int, int]] = []
+    made = train.Photos.batch
+
+    def recording(self, indices, seed, resolution=1.0):
+        pair = made(self, indices, seed, resolution)
+        sizes.append(pair[1].shape[-2:])
+        return pair
+
+    monkeypatch.setattr(train.Photos, "batch", recording)
+    out = tmp_path / "low.pt"
+    run_training(folder, out, tmp_path / "cache", workers=0,
+                 extra=("--epochs", "2", "--low-res-epochs", "1"))
+    half, full = (crop.INPUT_H // 2, crop.INPUT_W // 2), (crop.INPUT_H, crop.INPUT_W)
+    assert sizes == [half, half, full, full]  # 4 photos, batches of 2
+    _model, trained = weights.load(out)
+    assert trained["low_res_epochs"] == {"epochs": 1, "resolution": train.LOW_RES}
+    assert trained["epochs"] == 2
+
+
+@pytest.mark.parametrize("value", ["-1", "30"])
+def test_low_resolution_epochs_must_leave_a_full_size_one(value, capsys):
+    with pytest.raises(SystemExit) as stop:
+        train.parse_args(["--data", "x", "--epochs", "30", "--low-res-epochs", value])
+    assert stop.value.code == 2 and "--low-res-epochs" in capsys.readouterr().err
