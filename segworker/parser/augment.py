@@ -86,9 +86,7 @@ def make_sample(rgb: np.ndarray, prob: np.ndarray, classes: np.ndarray,
     cy += rng.uniform(-0.06, 0.06) * h
     angle = rng.uniform(-MAX_ANGLE, MAX_ANGLE) if rng.random() < ROTATE_P else 0.0
     matrix = crop.crop_matrix(cx, cy, w * scale, h * scale, angle, flip=bool(rng.random() < 0.5))
-    size = (crop.INPUT_H, crop.INPUT_W)
-    if resolution != 1.0:
-        matrix, size = crop.shrunk(matrix, resolution)
+    matrix, size = crop.shrunk(matrix, resolution)
     pixels = crop.crop_image(rgb, matrix, border=tuple(float(v) for v in crop.PAD_RGB), size=size)
     person = crop.crop_image(prob, matrix, size=size)
     target = crop.crop_image(classes, matrix, interpolation=cv2.INTER_NEAREST, size=size)

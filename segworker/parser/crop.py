@@ -78,19 +78,23 @@ def crop_image(image: np.ndarray, matrix: np.ndarray, interpolation: int = cv2.I
 def shrunk(matrix: np.ndarray, factor: float) -> tuple[np.ndarray, tuple[int, int]]:
     """The same crop at ``factor`` times the input's resolution: its matrix
     and its (height, width). Pixel centres stay aligned, so a label cropped
-    either way falls on the same place in the person."""
-    offset = 0.5 * factor - 0.5
-    down = np.array([[factor, 0, offset], [0, factor, offset], [0, 0, 1]], dtype=np.float64)
-    size = (round(INPUT_H * factor), round(INPUT_W * factor))
-    return (down @ np.vstack([matrix, [0, 0, 1]]))[:2], size
+    either way falls on the same place in the person (a factor of 1 returns
+    the crop as it is)."""
+    return _scaled(matrix, factor), (round(INPUT_H * factor), round(INPUT_W * factor))
 
 
 def output_matrix(matrix: np.ndarray) -> np.ndarray:
     """The photo-to-logits affine for a photo-to-input ``matrix`` (logits at
     1 / :data:`OUTPUT_STRIDE`, pixel centres aligned)."""
-    s = 1.0 / OUTPUT_STRIDE
-    offset = 0.5 * s - 0.5
-    down = np.array([[s, 0, offset], [0, s, offset], [0, 0, 1]], dtype=np.float64)
+    return _scaled(matrix, 1.0 / OUTPUT_STRIDE)
+
+
+def _scaled(matrix: np.ndarray, factor: float) -> np.ndarray:
+    """``matrix`` followed by a scaling of its output by ``factor`` about
+    pixel centres (not corners), so each output pixel stays centred on the
+    same place."""
+    offset = 0.5 * factor - 0.5
+    down = np.array([[factor, 0, offset], [0, factor, offset], [0, 0, 1]], dtype=np.float64)
     return (down @ np.vstack([matrix, [0, 0, 1]]))[:2]
 
 
