@@ -39,7 +39,8 @@ SELFIE_BOX_P, WHOLE_PHOTO_P = 0.35, 0.08
 #: Chance that the background is replaced by a plain studio backdrop.
 STUDIO_P = 0.15
 
-#: Chance that a sample's upper and lower garments are given one colour.
+#: Chance that a sample's upper and lower garments are given one colour (the
+#: committed weights' value; training's ``--matched-p`` sets another).
 MATCHED_P = 0.15
 
 #: Chance that the person-probability channel is blanked (the model may miss someone).
@@ -64,11 +65,13 @@ def reference_box(classes: np.ndarray) -> tuple[int, int, int, int]:
 def make_sample(rgb: np.ndarray, prob: np.ndarray, classes: np.ndarray,
                 rng: np.random.Generator, landmarks: np.ndarray | None = None,
                 pose: bool = False, studio: bool = False,
-                resolution: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+                resolution: float = 1.0,
+                matched_p: float = MATCHED_P) -> tuple[np.ndarray, np.ndarray]:
     """``(C x H x W float32 input, H x W int64 target)`` for one photo, where
     ``classes`` holds parser class ids at the photo's size; the input's planes
     are those of :func:`segworker.parser.infer.network_input` (with ``pose``,
     the heatmaps of ``landmarks``, photo pixels, blanked with :data:`DROP_POSE_P`).
+    With ``studio``, ``matched_p`` is the chance of :func:`match_two_piece`.
     Without ``studio`` no random number is drawn for the studio perturbations,
     so the samples are those of the weights trained before them. At a
     ``resolution`` below 1 the sample is the same crop at that share of the
@@ -76,7 +79,7 @@ def make_sample(rgb: np.ndarray, prob: np.ndarray, classes: np.ndarray,
     are the same either way."""
     rgb, prob, classes, box = _choose_region(rgb, prob, classes, rng)
     if studio:
-        if rng.random() < MATCHED_P:
+        if rng.random() < matched_p:
             rgb = match_two_piece(rgb, classes, rng)
         if rng.random() < STUDIO_P:
             rgb = studio_backdrop(rgb, classes, rng)

@@ -68,14 +68,15 @@ class Photos:
     def __len__(self) -> int:
         return len(self.rgb)
 
-    def batch(self, indices: np.ndarray, seed: int,
-              resolution: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    def batch(self, indices: np.ndarray, seed: int, resolution: float = 1.0,
+              matched_p: float = MATCHED_P) -> tuple[np.ndarray, np.ndarray]:
         """Inputs and class maps of one augmented batch at ``resolution`` times
-        the input's size: a function of its arguments alone, wherever it is
-        computed."""
+        the input's size, painting outfits one colour with chance ``matched_p``:
+        a function of its arguments alone, wherever it is computed."""
         rng = np.random.default_rng(seed)
         pairs = [make_sample(self.rgb[i], self.prob[i], self.classes[i], rng,
-                             self.landmarks[i], self.pose, self.studio, resolution)
+                             self.landmarks[i], self.pose, self.studio, resolution,
+                             matched_p)
                  for i in indices]
         return np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
 
@@ -84,8 +85,9 @@ class Photos:
 _FORKED: Photos | None = None
 
 
-#: One batch to make: photo indices, seed, resolution (see :meth:`Photos.batch`).
-Job = tuple[np.ndarray, int, float]
+#: One batch to make: photo indices, seed, resolution, chance of a painted
+#: outfit (see :meth:`Photos.batch`).
+Job = tuple[np.ndarray, int, float, float]
 
 #: The resolution of the first ``--low-res-epochs`` (a share of the input's size).
 LOW_RES = 0.5
@@ -98,7 +100,7 @@ def _forked_batch(job: Job) -> tuple[np.ndarray, np.ndarray]:
 
 def batches(photos: Photos, jobs: list[Job],
             workers: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """The batches of ``jobs`` (indices, seed, resolution) in order, as tensors. With
+    """The batches of ``jobs`` (:data:`Job`) in order, as tensors. With
     ``workers`` > 0 they are made ahead in that many forked processes, while
     the network trains on the last (a batch takes about a tenth of a full-size
     step to make, half of a half-size one).
@@ -191,7 +193,8 @@ def train(args: argparse.Namespace) -> int:
         # Early epochs at low resolution (a fifth of a full step's time), while the
         # network learns what a garment is; the rest at the input's own size.
         resolution = LOW_RES if epoch <= args.low_res_epochs else 1.0
-        jobs = [(indices, int(seed), resolution) for indices, seed in zip(chunks, seeds)]
+        matched = matched_chance(args, epoch)
+        jobs = [(indices, int(seed), resolution, matched) for indices, seed in zip(chunks, seeds)]
         losses = []
         bar = tqdm(batches(photos, jobs, args.workers), total=len(jobs),
                    desc=f"epoch {epoch}/{args.epochs}", unit="batch", file=sys.stdout,
@@ -206,7 +209,7 @@ def train(args: argparse.Namespace) -> int:
             ema.update(model)
             losses.append(float(loss.detach()))
             bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
-        record = {"epoch": epoch, "loss": round(float(np.mean(losses)), 4),
+        record = {"epoch": epoch, "loss": round(float(np.mean(losses)), 4), "matched_p": matched,
                   "lr": sched.get_last_lr()[0], "minutes": round((time.time() - started) / 60, 1)}
         if dev is not None:  # scored as served: with the penalty the file will carry
             record.update(dev.score(lower_one_piece(copy.deepcopy(ema.model),
@@ -222,13 +225,25 @@ def train(args: argparse.Namespace) -> int:
     return 0
 
 
+def matched_chance(args: argparse.Namespace, epoch: int) -> float:
+    """The chance of a painted outfit in ``epoch`` (1-based): ``--matched-p``
+    through the low-resolution epochs and the first full-size one, then rising
+    linearly to ``--matched-p-last`` at the last epoch."""
+    first, last = args.low_res_epochs + 1, args.epochs
+    if epoch < first:
+        return float(args.matched_p)
+    share = (epoch - first) / (last - first) if last > first else 1.0
+    return round(args.matched_p + share * (args.matched_p_last - args.matched_p), 4)
+
+
 def _trained_facts(args: argparse.Namespace, photos: Photos, epoch: int, record: dict) -> dict:
     return {"data": Path(args.data).name, "photos": len(photos), "epochs": epoch,
             "seed": args.seed, "batch": args.batch, "lr": args.lr, "bf16": args.bf16,
             "pose": args.pose, "split_layered_one_piece": args.split_layered,
             "low_res_epochs": {"epochs": args.low_res_epochs, "resolution": LOW_RES},
             "one_piece_penalty": args.one_piece_penalty,
-            "studio": ({"backdrop_p": STUDIO_P, "matched_two_piece_p": MATCHED_P}
+            "studio": ({"backdrop_p": STUDIO_P, "matched_two_piece_p": args.matched_p,
+                        "matched_two_piece_p_last": args.matched_p_last}
                        if args.studio else None),
             "classes": list(CLASS_NAMES), "last_epoch": record,
             "source": "Clothing Co-Parsing (Yang, Luo, Lin, CVPR 2014), CCP-59 pixel labels"}
@@ -261,6 +276,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--street-only", dest="studio", action="store_false",
                         help="no studio perturbations (plain backdrops, a top and skirt of "
                         "one colour): the earlier weights' augmentation")
+    parser.add_argument("--matched-p", type=float, default=MATCHED_P,
+                        help="chance that a sample's top and trousers or skirt are painted one "
+                        "colour (studio perturbations; default: %(default)s, the committed "
+                        "weights'; docs/parser.md, runs not kept)")
+    parser.add_argument("--matched-p-last", type=float,
+                        help="the chance of painted outfits in the last epoch: it rises "
+                        "linearly to it from --matched-p over the full-size epochs (what "
+                        "longer training learns last is that one colour is a dress; "
+                        "default: --matched-p throughout)")
     parser.add_argument("--one-piece-penalty", type=float, default=2.0,
                         help="how much the saved file lowers the one-piece logit at inference "
                         "(docs/parser.md, Classes; 0: the argmax of the trained network)")
@@ -280,6 +304,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         weights.checked_penalty(args.one_piece_penalty)
     except ValueError as exc:
         parser.error(f"--one-piece-penalty: {exc}")
+    if args.matched_p_last is None:
+        args.matched_p_last = args.matched_p
+    for name in ("matched_p", "matched_p_last"):
+        if not 0.0 <= getattr(args, name) <= 1.0:
+            parser.error(f"--{name.replace('_', '-')} must be a chance from 0 to 1")
     if not 0 <= args.low_res_epochs < args.epochs:
         # the service runs the network at full size: its last epoch must have been too
         parser.error(f"--low-res-epochs must be from 0 to {args.epochs - 1} (fewer than --epochs)")

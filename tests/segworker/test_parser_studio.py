@@ -87,3 +87,28 @@ def test_without_studio_the_samples_are_those_of_the_earlier_weights():
                                         studio=True)
         differ += not np.array_equal(plain, studio)
     assert differ > 0
+
+
+def garment_gap(inputs: np.ndarray, target: np.ndarray) -> float:
+    """Largest difference, over the RGB planes, between the mean of the
+    sample's top and the mean of its trousers."""
+    top, bottom = target == UPPER, target == LOWER
+    return float(np.abs(inputs[:3, top].mean(axis=1) - inputs[:3, bottom].mean(axis=1)).max())
+
+
+def test_matched_p_is_the_chance_that_the_outfit_is_painted_one_colour():
+    """``matched_p`` 1 paints every two-piece sample (its top and trousers end
+    up close in colour), 0 none (red against blue, as photographed). Samples
+    cut like half-body photos, without trousers, are left out."""
+    rgb, classes = outfit()
+    prob = (classes != 0).astype(np.float32)
+    seen = 0
+    for seed in range(8):
+        always = augment.make_sample(rgb, prob, classes, np.random.default_rng(seed),
+                                     studio=True, matched_p=1.0)
+        never = augment.make_sample(rgb, prob, classes, np.random.default_rng(seed),
+                                    studio=True, matched_p=0.0)
+        if all((target == LOWER).any() for _, target in (always, never)):
+            assert garment_gap(*always) < 0.5 and garment_gap(*never) > 1.5
+            seen += 1
+    assert seen >= 5

@@ -58,7 +58,8 @@ def test_one_epoch_writes_loadable_weights_and_a_log(folder, tmp_path):
     run_training(folder, out, tmp_path / "cache")
     _model, trained = weights.load(out)
     assert trained["epochs"] == 1 and trained["photos"] == 4
-    assert trained["studio"] == {"backdrop_p": train.STUDIO_P, "matched_two_piece_p": train.MATCHED_P}
+    assert trained["studio"] == {"backdrop_p": train.STUDIO_P, "matched_two_piece_p": train.MATCHED_P,
+                                 "matched_two_piece_p_last": train.MATCHED_P}
     assert torch.load(out, weights_only=True)["one_piece_penalty"] == trained["one_piece_penalty"] == 2.0
     [record] = [json.loads(line) for line in Path(f"{out}.log.jsonl").read_text().splitlines()]
     assert record["epoch"] == 1 and np.isfinite(record["loss"]) and record["loss"] > 0
@@ -136,8 +137,8 @@ def test_low_resolution_epochs_come_first_and_are_recorded(folder, tmp_path, mon
     sizes: list[tuple[int, int]] = []
     made = train.Photos.batch
 
-    def recording(self, indices, seed, resolution=1.0):
-        pair = made(self, indices, seed, resolution)
+    def recording(self, indices, seed, resolution=1.0, matched_p=train.MATCHED_P):
+        pair = made(self, indices, seed, resolution, matched_p)
         sizes.append(pair[1].shape[-2:])
         return pair
 
@@ -157,3 +158,42 @@ def test_low_resolution_epochs_must_leave_a_full_size_one(value, capsys):
     with pytest.raises(SystemExit) as stop:
         train.parse_args(["--data", "x", "--epochs", "30", "--low-res-epochs", value])
     assert stop.value.code == 2 and "--low-res-epochs" in capsys.readouterr().err
+
+
+def test_the_chance_of_painted_outfits_is_an_option_the_file_records(folder, tmp_path):
+    out = tmp_path / "matched.pt"
+    run_training(folder, out, tmp_path / "cache", extra=("--matched-p", "0.4"))
+    assert weights.load(out)[1]["studio"] == {"backdrop_p": train.STUDIO_P,
+                                              "matched_two_piece_p": 0.4,
+                                              "matched_two_piece_p_last": 0.4}
+
+
+def test_painted_outfits_grow_more_common_over_the_full_size_epochs(folder, tmp_path,
+                                                                    monkeypatch):
+    """``--matched-p-last``: the half-size epochs and the first full-size one
+    use ``--matched-p``, the last one the given chance, those between a straight
+    line; each epoch's batches are made with its chance, and the log says it."""
+    chances: list[float] = []
+    made = train.Photos.batch
+
+    def recording(self, indices, seed, resolution=1.0, matched_p=train.MATCHED_P):
+        chances.append(matched_p)
+        return made(self, indices, seed, resolution, matched_p)
+
+    monkeypatch.setattr(train.Photos, "batch", recording)
+    out = tmp_path / "ramp.pt"
+    run_training(folder, out, tmp_path / "cache", workers=0,
+                 extra=("--epochs", "4", "--low-res-epochs", "1", "--matched-p", "0.1",
+                        "--matched-p-last", "0.7"))
+    assert chances == [0.1, 0.1, 0.1, 0.1, 0.4, 0.4, 0.7, 0.7]  # 4 photos, batches of 2
+    log = [json.loads(line) for line in Path(f"{out}.log.jsonl").read_text().splitlines()]
+    assert [record["matched_p"] for record in log] == [0.1, 0.1, 0.4, 0.7]
+    assert weights.load(out)[1]["studio"]["matched_two_piece_p_last"] == 0.7
+
+
+@pytest.mark.parametrize("option", ["--matched-p", "--matched-p-last"])
+@pytest.mark.parametrize("value", ["-0.1", "1.5", "nan"])
+def test_a_matched_chance_out_of_range_stops_the_command(option, value, capsys):
+    with pytest.raises(SystemExit) as stop:
+        train.parse_args(["--data", "x", option, value])
+    assert stop.value.code == 2 and f"{option} must" in capsys.readouterr().err
