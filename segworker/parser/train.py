@@ -306,9 +306,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error(f"--one-piece-penalty: {exc}")
     if args.matched_p_last is None:
         args.matched_p_last = args.matched_p
-    for name in ("matched_p", "matched_p_last"):
-        if not 0.0 <= getattr(args, name) <= 1.0:
-            parser.error(f"--{name.replace('_', '-')} must be a chance from 0 to 1")
+    for option, chance in (("--matched-p", args.matched_p),
+                           ("--matched-p-last", args.matched_p_last)):
+        if not 0.0 <= chance <= 1.0:
+            parser.error(f"{option} must be a chance from 0 to 1")
     if not 0 <= args.low_res_epochs < args.epochs:
         # the service runs the network at full size: its last epoch must have been too
         parser.error(f"--low-res-epochs must be from 0 to {args.epochs - 1} (fewer than --epochs)")

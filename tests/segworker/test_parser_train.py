@@ -42,6 +42,21 @@ def folder(tmp_path_factory) -> Path:
     return synthetic_folder(tmp_path_factory.mktemp("train"))
 
 
+def record_batches(monkeypatch) -> list[tuple[tuple[int, int], float]]:
+    """The (size, chance of a painted outfit) of every batch training makes
+    from now on, in order (batches must be made in the trainer: ``workers=0``)."""
+    made: list[tuple[tuple[int, int], float]] = []
+    batch = train.Photos.batch
+
+    def recording(self, indices, seed, resolution=1.0, matched_p=train.MATCHED_P):
+        pair = batch(self, indices, seed, resolution, matched_p)
+        made.append((pair[1].shape[-2:], matched_p))
+        return pair
+
+    monkeypatch.setattr(train.Photos, "batch", recording)
+    return made
+
+
 def run_training(folder: Path, out: Path, cache: Path, workers: int = 1,
                  extra: tuple[str, ...] = ()) -> None:
     before = torch.get_num_threads()
@@ -134,20 +149,12 @@ def test_a_penalty_out_of_range_stops_the_command(value, capsys):
 def test_low_resolution_epochs_come_first_and_are_recorded(folder, tmp_path, monkeypatch):
     """``--low-res-epochs 1 --epochs 2``: the first epoch's batches are half the
     input's size, the second's full size; the file says so, and it loads."""
-    sizes: list[tuple[int, int]] = []
-    made = train.Photos.batch
-
-    def recording(self, indices, seed, resolution=1.0, matched_p=train.MATCHED_P):
-        pair = made(self, indices, seed, resolution, matched_p)
-        sizes.append(pair[1].shape[-2:])
-        return pair
-
-    monkeypatch.setattr(train.Photos, "batch", recording)
+    made = record_batches(monkeypatch)
     out = tmp_path / "low.pt"
     run_training(folder, out, tmp_path / "cache", workers=0,
                  extra=("--epochs", "2", "--low-res-epochs", "1"))
     half, full = (crop.INPUT_H // 2, crop.INPUT_W // 2), (crop.INPUT_H, crop.INPUT_W)
-    assert sizes == [half, half, full, full]  # 4 photos, batches of 2
+    assert [size for size, _ in made] == [half, half, full, full]  # 4 photos, batches of 2
     _model, trained = weights.load(out)
     assert trained["low_res_epochs"] == {"epochs": 1, "resolution": train.LOW_RES}
     assert trained["epochs"] == 2
@@ -173,18 +180,12 @@ def test_painted_outfits_grow_more_common_over_the_full_size_epochs(folder, tmp_
     """``--matched-p-last``: the half-size epochs and the first full-size one
     use ``--matched-p``, the last one the given chance, those between a straight
     line; each epoch's batches are made with its chance, and the log says it."""
-    chances: list[float] = []
-    made = train.Photos.batch
-
-    def recording(self, indices, seed, resolution=1.0, matched_p=train.MATCHED_P):
-        chances.append(matched_p)
-        return made(self, indices, seed, resolution, matched_p)
-
-    monkeypatch.setattr(train.Photos, "batch", recording)
+    made = record_batches(monkeypatch)
     out = tmp_path / "ramp.pt"
     run_training(folder, out, tmp_path / "cache", workers=0,
                  extra=("--epochs", "4", "--low-res-epochs", "1", "--matched-p", "0.1",
                         "--matched-p-last", "0.7"))
+    chances = [chance for _, chance in made]
     assert chances == [0.1, 0.1, 0.1, 0.1, 0.4, 0.4, 0.7, 0.7]  # 4 photos, batches of 2
     log = [json.loads(line) for line in Path(f"{out}.log.jsonl").read_text().splitlines()]
     assert [record["matched_p"] for record in log] == [0.1, 0.1, 0.4, 0.7]
