@@ -26,7 +26,8 @@ from tests.support.stub_broker import StubBroker
 SECRET = "test-secret-" + secrets.token_hex(16)
 #: Retry time unit used by the process tests, in seconds (production: 1.0).
 BASE_S = 0.01
-#: Read timeout of the process tests, in seconds; the receiver's hang outlasts it.
+#: Read timeout of the uploader tests, in seconds; the receiver's hang outlasts it.
+#: Well above a loaded CI machine's slowest answer (434 ms seen), so only a hang times out.
 READ_TIMEOUT_S = 1.0
 #: How long a scripted "hang" withholds its answer, in seconds.
 HANG_S = 2.5

@@ -14,7 +14,7 @@ import pytest
 from common.config import UploadSettings
 from common.logs import register_secret
 from tests.support.receiver import Receiver
-from tests.uploader.conftest import SECRET, png_bytes
+from tests.uploader.conftest import HANG_S, READ_TIMEOUT_S, SECRET, png_bytes
 from uploader.delivery import (
     RETRY_AFTER_CAP,
     Deliverer,
@@ -59,7 +59,7 @@ class RecordingHooks(DeliveryHooks):
 
 @pytest.fixture
 def rx():
-    receiver = Receiver(SECRET, hang_s=1.5)
+    receiver = Receiver(SECRET, hang_s=HANG_S)
     receiver.start()
     try:
         yield receiver
@@ -69,7 +69,7 @@ def rx():
 
 def settings(url: str, **kw) -> UploadSettings:
     base = {"url": url, "secret": SECRET, "retries": 5, "backoff_base_s": UNIT,
-            "backoff_jitter_s": JITTER, "connect_timeout_s": 1.0, "read_timeout_s": 0.4}
+            "backoff_jitter_s": JITTER, "connect_timeout_s": 1.0, "read_timeout_s": READ_TIMEOUT_S}
     return UploadSettings(**{**base, **kw})
 
 
