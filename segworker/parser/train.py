@@ -35,14 +35,23 @@ from torch.nn import functional as F
 from common.config import load_settings
 from segworker.parser import weights
 from segworker.parser.augment import MATCHED_P, STUDIO_P, make_sample
-from segworker.parser.classes import CLASS_NAMES, ccp_lookup, split_layered_one_piece
+from segworker.parser.classes import (
+    CLASS_NAMES,
+    LOWER_ID,
+    ONE_PIECE_ID,
+    UPPER_ID,
+    ccp_lookup,
+    split_layered_one_piece,
+)
 from segworker.parser.devset import DevSet
 from segworker.parser.infer import BASE_PLANES, POSE_INPUT_PLANES
 from segworker.parser.network import NetShape, ParserNet, channels_last, lower_one_piece
 from segworker.parser.person_cache import person_probabilities, pose_landmarks
 
 #: Classes the dice term sharpens (the ones the masks are made of).
-DICE_CLASSES = (1, 2, 3)
+DICE_CLASSES = (UPPER_ID, LOWER_ID, ONE_PIECE_ID)
+#: Largest ``--one-piece-weight-last``.
+MAX_CLASS_WEIGHT = 10.0
 
 
 class Photos:
@@ -150,17 +159,26 @@ class Ema:
                 mine.copy_(theirs)
 
 
-def loss_fn(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy plus a soft dice on the garment classes, at input resolution."""
+def loss_fn(logits: torch.Tensor, target: torch.Tensor,
+            one_piece_weight: float = 1.0) -> torch.Tensor:
+    """Cross-entropy plus a soft dice on the garment classes, at input resolution;
+    the one-piece class's pixels (cross-entropy) and dice term count
+    ``one_piece_weight`` times (1: as every other class)."""
     logits = F.interpolate(logits.float(), size=target.shape[-2:], mode="bilinear",
                            align_corners=False)
-    ce = F.cross_entropy(logits, target)
+    class_weights = None
+    if one_piece_weight != 1.0:
+        class_weights = torch.ones(logits.shape[1])
+        class_weights[ONE_PIECE_ID] = one_piece_weight
+    ce = F.cross_entropy(logits, target, weight=class_weights)
     probs = logits.softmax(dim=1)
-    dice = []
+    dice, dice_weights = [], []
     for c in DICE_CLASSES:
         p, t = probs[:, c], (target == c).float()
         dice.append(1 - (2 * (p * t).sum() + 1) / (p.sum() + t.sum() + 1))
-    return ce + 0.5 * torch.stack(dice).mean()
+        dice_weights.append(one_piece_weight if c == ONE_PIECE_ID else 1.0)
+    weighted = torch.stack(dice) * torch.tensor(dice_weights)
+    return ce + 0.5 * weighted.sum() / sum(dice_weights)
 
 
 def train(args: argparse.Namespace) -> int:
@@ -194,6 +212,7 @@ def train(args: argparse.Namespace) -> int:
         # network learns what a garment is; the rest at the input's own size.
         resolution = LOW_RES if epoch <= args.low_res_epochs else 1.0
         matched = matched_chance(args, epoch)
+        one_piece_weight = late_ramp(args, epoch, 1.0, args.one_piece_weight_last)
         jobs = [(indices, int(seed), resolution, matched) for indices, seed in zip(chunks, seeds)]
         losses = []
         bar = tqdm(batches(photos, jobs, args.workers), total=len(jobs),
@@ -201,7 +220,7 @@ def train(args: argparse.Namespace) -> int:
                    mininterval=5)
         for x, y in bar:
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
-                loss = loss_fn(model(x), y)
+                loss = loss_fn(model(x), y, one_piece_weight)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -210,6 +229,7 @@ def train(args: argparse.Namespace) -> int:
             losses.append(float(loss.detach()))
             bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
         record = {"epoch": epoch, "loss": round(float(np.mean(losses)), 4), "matched_p": matched,
+                  "one_piece_weight": one_piece_weight,
                   "lr": sched.get_last_lr()[0], "minutes": round((time.time() - started) / 60, 1)}
         if dev is not None:  # scored as served: with the penalty the file will carry
             record.update(dev.score(lower_one_piece(copy.deepcopy(ema.model),
@@ -226,14 +246,21 @@ def train(args: argparse.Namespace) -> int:
 
 
 def matched_chance(args: argparse.Namespace, epoch: int) -> float:
-    """The chance of a painted outfit in ``epoch`` (1-based): ``--matched-p``
-    through the low-resolution epochs and the first full-size one, then rising
-    linearly to ``--matched-p-last`` at the last epoch."""
-    first, last = args.low_res_epochs + 1, args.epochs
+    """The chance of a painted outfit in ``epoch`` (1-based): ``--matched-p``,
+    rising over the full-size epochs to ``--matched-p-last`` (:func:`late_ramp`)."""
+    return late_ramp(args, epoch, args.matched_p, args.matched_p_last)
+
+
+def late_ramp(args: argparse.Namespace, epoch: int, start: float, last: float) -> float:
+    """A training setting in ``epoch`` (1-based) that is ``start`` through the
+    low-resolution epochs and the first full-size one, then moves linearly to
+    ``last`` at the last epoch: where longer runs learn that one colour from
+    shoulder to knee is a dress (docs/parser.md, runs not kept)."""
+    first, final = args.low_res_epochs + 1, args.epochs
     if epoch < first:
-        return float(args.matched_p)
-    share = (epoch - first) / (last - first) if last > first else 1.0
-    return round(args.matched_p + share * (args.matched_p_last - args.matched_p), 4)
+        return float(start)
+    share = (epoch - first) / (final - first) if final > first else 1.0
+    return round(start + share * (last - start), 4)
 
 
 def _trained_facts(args: argparse.Namespace, photos: Photos, epoch: int, record: dict) -> dict:
@@ -241,7 +268,8 @@ def _trained_facts(args: argparse.Namespace, photos: Photos, epoch: int, record:
             "seed": args.seed, "batch": args.batch, "lr": args.lr, "bf16": args.bf16,
             "pose": args.pose, "split_layered_one_piece": args.split_layered,
             "low_res_epochs": {"epochs": args.low_res_epochs, "resolution": LOW_RES},
-            "one_piece_penalty": args.one_piece_penalty,
+            "one_piece_penalty": args.one_piece_penalty, "weight_decay": args.weight_decay,
+            "one_piece_loss_weight_last": args.one_piece_weight_last,
             "studio": ({"backdrop_p": STUDIO_P, "matched_two_piece_p": args.matched_p,
                         "matched_two_piece_p_last": args.matched_p_last}
                        if args.studio else None),
@@ -285,6 +313,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "linearly to it from --matched-p over the full-size epochs (what "
                         "longer training learns last is that one colour is a dress; "
                         "default: --matched-p throughout)")
+    parser.add_argument("--one-piece-weight-last", type=float, default=1.0,
+                        help="how much the one-piece class counts in the loss in the last "
+                        "epoch: 1 (as every class) through the half-size epochs and the first "
+                        "full-size one, then moving linearly to it (default: %(default)s, "
+                        "throughout)")
     parser.add_argument("--one-piece-penalty", type=float, default=2.0,
                         help="how much the saved file lowers the one-piece logit at inference "
                         "(docs/parser.md, Classes; 0: the argmax of the trained network)")
@@ -310,6 +343,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                            ("--matched-p-last", args.matched_p_last)):
         if not 0.0 <= chance <= 1.0:
             parser.error(f"{option} must be a chance from 0 to 1")
+    if not 0.0 < args.one_piece_weight_last <= MAX_CLASS_WEIGHT:
+        # 0 would leave a batch of one-piece pixels only with nothing to average
+        parser.error(f"--one-piece-weight-last must be over 0 and at most {MAX_CLASS_WEIGHT:g}")
     if not 0 <= args.low_res_epochs < args.epochs:
         # the service runs the network at full size: its last epoch must have been too
         parser.error(f"--low-res-epochs must be from 0 to {args.epochs - 1} (fewer than --epochs)")

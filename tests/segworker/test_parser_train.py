@@ -76,6 +76,7 @@ def test_one_epoch_writes_loadable_weights_and_a_log(folder, tmp_path):
     assert trained["studio"] == {"backdrop_p": train.STUDIO_P, "matched_two_piece_p": train.MATCHED_P,
                                  "matched_two_piece_p_last": train.MATCHED_P}
     assert torch.load(out, weights_only=True)["one_piece_penalty"] == trained["one_piece_penalty"] == 2.0
+    assert trained["weight_decay"] == 1e-4 and trained["one_piece_loss_weight_last"] == 1.0
     [record] = [json.loads(line) for line in Path(f"{out}.log.jsonl").read_text().splitlines()]
     assert record["epoch"] == 1 and np.isfinite(record["loss"]) and record["loss"] > 0
     assert list((tmp_path / "cache").glob("person-*.npz"))  # person masks kept for the next run
@@ -198,3 +199,64 @@ def test_a_matched_chance_out_of_range_stops_the_command(option, value, capsys):
     with pytest.raises(SystemExit) as stop:
         train.parse_args(["--data", "x", option, value])
     assert stop.value.code == 2 and f"{option} must" in capsys.readouterr().err
+
+
+def _one_piece_batch() -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits (2 x 8 x 6 x 4) and a target of upper garment above, one-piece
+    below, the logits sure of the upper garment everywhere."""
+    target = torch.full((2, 12, 8), train.UPPER_ID)
+    target[:, 6:] = train.ONE_PIECE_ID
+    logits = torch.zeros(2, len(train.CLASS_NAMES), 6, 4)
+    logits[:, train.UPPER_ID] = 4.0
+    return logits, target
+
+
+def test_a_one_piece_weight_of_1_is_the_plain_loss():
+    logits, target = _one_piece_batch()
+    logits = logits + torch.randn(logits.shape, generator=torch.Generator().manual_seed(0))
+    up = torch.nn.functional.interpolate(logits, size=(12, 8), mode="bilinear",
+                                         align_corners=False)
+    probs = up.softmax(dim=1)
+    dice = [1 - (2 * (probs[:, c] * (target == c)).sum() + 1)
+            / (probs[:, c].sum() + (target == c).sum() + 1) for c in train.DICE_CLASSES]
+    plain = torch.nn.functional.cross_entropy(up, target) + 0.5 * torch.stack(dice).mean()
+    assert torch.allclose(train.loss_fn(logits, target), plain)
+    assert torch.allclose(train.loss_fn(logits, target, 1.0), plain)
+
+
+def test_a_lower_one_piece_weight_makes_a_missed_one_piece_garment_cost_less():
+    logits, target = _one_piece_batch()   # the one-piece half called upper garment
+    costs = [float(train.loss_fn(logits, target, w)) for w in (1.0, 0.5, 0.1)]
+    assert costs[0] > costs[1] > costs[2] > 0
+    everything_right = logits.clone()
+    everything_right[:, train.ONE_PIECE_ID, 3:] = 8.0  # the logits' lower half is one-piece
+    assert float(train.loss_fn(everything_right, target, 0.1)) < costs[2]
+
+
+def test_the_one_piece_weight_moves_over_the_full_size_epochs(folder, tmp_path, monkeypatch):
+    """``--one-piece-weight-last``: 1 in the half-size epochs and the first
+    full-size one, the given weight in the last, a straight line between; each
+    step's loss is taken with its epoch's weight, the log and file say it."""
+    used: list[float] = []
+    loss_fn = train.loss_fn
+
+    def recording(logits, target, one_piece_weight=1.0):
+        used.append(one_piece_weight)
+        return loss_fn(logits, target, one_piece_weight)
+
+    monkeypatch.setattr(train, "loss_fn", recording)
+    out = tmp_path / "weighted.pt"
+    run_training(folder, out, tmp_path / "cache", workers=0,
+                 extra=("--epochs", "4", "--low-res-epochs", "1",
+                        "--one-piece-weight-last", "0.4"))
+    assert used == [1.0, 1.0, 1.0, 1.0, 0.7, 0.7, 0.4, 0.4]  # 4 photos, batches of 2
+    log = [json.loads(line) for line in Path(f"{out}.log.jsonl").read_text().splitlines()]
+    assert [record["one_piece_weight"] for record in log] == [1.0, 1.0, 0.7, 0.4]
+    assert weights.load(out)[1]["one_piece_loss_weight_last"] == 0.4
+
+
+@pytest.mark.parametrize("value", ["0", "-0.5", "11", "nan"])
+def test_a_one_piece_weight_out_of_range_stops_the_command(value, capsys):
+    with pytest.raises(SystemExit) as stop:
+        train.parse_args(["--data", "x", "--one-piece-weight-last", value])
+    assert stop.value.code == 2 and "--one-piece-weight-last must" in capsys.readouterr().err
