@@ -45,10 +45,11 @@ from segworker.parser.classes import (
 )
 from segworker.parser.devset import DevSet
 from segworker.parser.infer import BASE_PLANES, POSE_INPUT_PLANES
+from segworker.parser.lovasz import lovasz_softmax
 from segworker.parser.network import NetShape, ParserNet, channels_last, lower_one_piece
 from segworker.parser.person_cache import person_probabilities, pose_landmarks
 
-#: Classes the dice term sharpens (the ones the masks are made of).
+#: Classes the region term (dice or Lovász) sharpens (the ones the masks are made of).
 DICE_CLASSES = (UPPER_ID, LOWER_ID, ONE_PIECE_ID)
 #: Largest ``--one-piece-weight-last``.
 MAX_CLASS_WEIGHT = 10.0
@@ -160,25 +161,34 @@ class Ema:
 
 
 def loss_fn(logits: torch.Tensor, target: torch.Tensor,
-            one_piece_weight: float = 1.0) -> torch.Tensor:
-    """Cross-entropy plus a soft dice on the garment classes, at input resolution;
-    the one-piece class's pixels (cross-entropy) and dice term count
+            one_piece_weight: float = 1.0, region: str = "dice") -> torch.Tensor:
+    """Cross-entropy plus half a region term on the garment classes: a soft
+    dice over the batch at the input's resolution (``region="dice"``, the
+    committed weights'), or the Lovász-softmax per image (``"lovasz"``,
+    :mod:`segworker.parser.lovasz`) at the network's output resolution (its
+    sort is the costly part: a quarter of the pixels make it a twentieth of a
+    training step; the cross-entropy keeps the edges at the input's). The
+    one-piece class's pixels (cross-entropy) and region term count
     ``one_piece_weight`` times (1: as every other class)."""
-    logits = F.interpolate(logits.float(), size=target.shape[-2:], mode="bilinear",
-                           align_corners=False)
+    coarse = logits.float()
+    logits = F.interpolate(coarse, size=target.shape[-2:], mode="bilinear", align_corners=False)
     class_weights = None
     if one_piece_weight != 1.0:
         class_weights = torch.ones(logits.shape[1])
         class_weights[ONE_PIECE_ID] = one_piece_weight
     ce = F.cross_entropy(logits, target, weight=class_weights)
-    probs = logits.softmax(dim=1)
-    dice, dice_weights = [], []
+    region_weights = [one_piece_weight if c == ONE_PIECE_ID else 1.0 for c in DICE_CLASSES]
+    if region == "lovasz":
+        coarse_target = F.interpolate(target[:, None].float(), size=coarse.shape[-2:],
+                                      mode="nearest")[:, 0].long()
+        return ce + 0.5 * lovasz_softmax(coarse.softmax(dim=1), coarse_target, DICE_CLASSES,
+                                         region_weights)
+    probs, dice = logits.softmax(dim=1), []
     for c in DICE_CLASSES:
         p, t = probs[:, c], (target == c).float()
         dice.append(1 - (2 * (p * t).sum() + 1) / (p.sum() + t.sum() + 1))
-        dice_weights.append(one_piece_weight if c == ONE_PIECE_ID else 1.0)
-    weighted = torch.stack(dice) * torch.tensor(dice_weights)
-    return ce + 0.5 * weighted.sum() / sum(dice_weights)
+    weighted = torch.stack(dice) * torch.tensor(region_weights)
+    return ce + 0.5 * weighted.sum() / sum(region_weights)
 
 
 def train(args: argparse.Namespace) -> int:
@@ -220,7 +230,7 @@ def train(args: argparse.Namespace) -> int:
                    mininterval=5)
         for x, y in bar:
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
-                loss = loss_fn(model(x), y, one_piece_weight)
+                loss = loss_fn(model(x), y, one_piece_weight, args.region_loss)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -270,6 +280,7 @@ def _trained_facts(args: argparse.Namespace, photos: Photos, epoch: int, record:
             "low_res_epochs": {"epochs": args.low_res_epochs, "resolution": LOW_RES},
             "one_piece_penalty": args.one_piece_penalty, "weight_decay": args.weight_decay,
             "one_piece_loss_weight_last": args.one_piece_weight_last,
+            "region_loss": args.region_loss,
             "studio": ({"backdrop_p": STUDIO_P, "matched_two_piece_p": args.matched_p,
                         "matched_two_piece_p_last": args.matched_p_last}
                        if args.studio else None),
@@ -318,6 +329,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "epoch: 1 (as every class) through the half-size epochs and the first "
                         "full-size one, then moving linearly to it (default: %(default)s, "
                         "throughout)")
+    parser.add_argument("--region-loss", choices=("dice", "lovasz"), default="dice",
+                        help="the term beside the cross-entropy on the garment classes: a "
+                        "soft dice over the batch (default, the committed weights') or the "
+                        "Lovasz-softmax per image (an IoU surrogate; docs/parser.md)")
     parser.add_argument("--one-piece-penalty", type=float, default=2.0,
                         help="how much the saved file lowers the one-piece logit at inference "
                         "(docs/parser.md, Classes; 0: the argmax of the trained network)")

@@ -240,9 +240,9 @@ def test_the_one_piece_weight_moves_over_the_full_size_epochs(folder, tmp_path, 
     used: list[float] = []
     loss_fn = train.loss_fn
 
-    def recording(logits, target, one_piece_weight=1.0):
+    def recording(logits, target, one_piece_weight=1.0, region="dice"):
         used.append(one_piece_weight)
-        return loss_fn(logits, target, one_piece_weight)
+        return loss_fn(logits, target, one_piece_weight, region)
 
     monkeypatch.setattr(train, "loss_fn", recording)
     out = tmp_path / "weighted.pt"
