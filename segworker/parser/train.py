@@ -1,7 +1,7 @@
 """Train the garment parser from labelled photos (CCP-59 label maps).
 
     venv/bin/python -m segworker.parser.train --data TRAIN_DIR [--dev DEV_DIR] \\
-        [--out segworker/parser/parser.pt] [--epochs 30] [--low-res-epochs 0] [--workers 1]
+        [--out segworker/parser/parser.pt] [--epochs 60] [--low-res-epochs 40] [--workers 1]
 
 ``--data`` is laid out like ``train-ccp``: ``images/<stem>.jpg`` and
 ``labels/<stem>.png`` (CCP-59 class ids), with an optional ``manifest.json``.
@@ -293,10 +293,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--data", required=True, help="training folder (images/, labels/)")
     parser.add_argument("--dev", help="development folder, scored after every epoch (never trained on)")
     parser.add_argument("--out", default=str(weights.BUNDLED), help="weights file to write")
-    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--epochs", type=int, default=60)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--lr", type=float, default=2e-3)
-    parser.add_argument("--weight-decay", type=float, default=1e-4)
+    parser.add_argument("--weight-decay", type=float, default=0.05)
     parser.add_argument("--ema", type=float, default=0.995, help="weight-average decay per step")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1,
@@ -329,18 +329,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "epoch: 1 (as every class) through the half-size epochs and the first "
                         "full-size one, then moving linearly to it (default: %(default)s, "
                         "throughout)")
-    parser.add_argument("--region-loss", choices=("dice", "lovasz"), default="dice",
+    parser.add_argument("--region-loss", choices=("dice", "lovasz"), default="lovasz",
                         help="the term beside the cross-entropy on the garment classes: a "
-                        "soft dice over the batch (default, the committed weights') or the "
-                        "Lovasz-softmax per image (an IoU surrogate; docs/parser.md)")
+                        "soft dice over the batch (the earlier weights') or the Lovasz-softmax "
+                        "per image (an IoU surrogate; default, the committed weights'; "
+                        "docs/parser.md)")
     parser.add_argument("--one-piece-penalty", type=float, default=2.0,
                         help="how much the saved file lowers the one-piece logit at inference "
                         "(docs/parser.md, Classes; 0: the argmax of the trained network)")
-    parser.add_argument("--low-res-epochs", type=int, default=0,
+    parser.add_argument("--low-res-epochs", type=int, default=40,
                         help=f"train the first N of the epochs on crops at {LOW_RES} times the "
                         "input's size (a fifth of the time per step; default: %(default)s, "
-                        "every epoch at full size, as the committed weights were; "
-                        "docs/parser.md, runs not kept)")
+                        "the committed weights'; 0: every epoch at full size, the earlier "
+                        "weights'; docs/parser.md)")
     parser.add_argument("--keep-epochs", action="store_true",
                         help="also keep every epoch's weights, as <out stem>.epochNN.pt")
     parser.add_argument("--config", help="config file whose label sets and refinement the "

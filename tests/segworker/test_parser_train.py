@@ -62,8 +62,8 @@ def run_training(folder: Path, out: Path, cache: Path, workers: int = 1,
     before = torch.get_num_threads()
     try:
         assert train.main(["--data", str(folder), "--out", str(out), "--epochs", "1",
-                           "--batch", "2", "--threads", "1", "--cache", str(cache),
-                           "--workers", str(workers), *extra]) == 0
+                           "--low-res-epochs", "0", "--batch", "2", "--threads", "1",
+                           "--cache", str(cache), "--workers", str(workers), *extra]) == 0
     finally:
         torch.set_num_threads(before)
 
@@ -76,7 +76,7 @@ def test_one_epoch_writes_loadable_weights_and_a_log(folder, tmp_path):
     assert trained["studio"] == {"backdrop_p": train.STUDIO_P, "matched_two_piece_p": train.MATCHED_P,
                                  "matched_two_piece_p_last": train.MATCHED_P}
     assert torch.load(out, weights_only=True)["one_piece_penalty"] == trained["one_piece_penalty"] == 2.0
-    assert trained["weight_decay"] == 1e-4 and trained["one_piece_loss_weight_last"] == 1.0
+    assert trained["weight_decay"] == 0.05 and trained["region_loss"] == "lovasz" and trained["one_piece_loss_weight_last"] == 1.0
     [record] = [json.loads(line) for line in Path(f"{out}.log.jsonl").read_text().splitlines()]
     assert record["epoch"] == 1 and np.isfinite(record["loss"]) and record["loss"] > 0
     assert list((tmp_path / "cache").glob("person-*.npz"))  # person masks kept for the next run
@@ -240,7 +240,7 @@ def test_the_one_piece_weight_moves_over_the_full_size_epochs(folder, tmp_path, 
     used: list[float] = []
     loss_fn = train.loss_fn
 
-    def recording(logits, target, one_piece_weight=1.0, region="dice"):
+    def recording(logits, target, one_piece_weight=1.0, region="lovasz"):
         used.append(one_piece_weight)
         return loss_fn(logits, target, one_piece_weight, region)
 
