@@ -35,11 +35,14 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.parser_files import add_weights_options, weights_files
+from bench.quality import torch_threads
 from common.config import load_settings
 from segworker.engine import NoPersonError
 from segworker.parser import weights
 from segworker.parser.classes import LOWER_ID, ONE_PIECE_ID, UPPER_ID
 from segworker.parser.engine import ParserEngine
+from segworker.parser.person import PersonFinder
 
 #: The look photos that show a one-piece garment (stems), for --one-piece.
 LOOK_ONE_PIECE = Path(__file__).resolve().parent / "look_one_piece.json"
@@ -104,25 +107,22 @@ def summary(found: dict[str, float | None | str], one_piece: set[str]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    import cv2
-    import torch
-    cv2.setNumThreads(args.threads)
-    torch.set_num_threads(args.threads)
+    torch_threads(args.threads)
     paths = photos_in(Path(args.photos))
     one_piece = one_piece_stems(args.one_piece, [p.stem for p in paths])
     labels = load_settings(args.config).segmentation.parser.labels
-    for path in args.weights or [str(weights.BUNDLED)]:
-        net, _ = weights.load(Path(path))
-        engine = ParserEngine(net, labels)
-        try:
-            found = shares(engine, paths)
-        finally:
-            engine.close()
-        print(f"weights: {path}")
-        for stem, value in found.items():
-            text = f"{value:.3f}" if isinstance(value, float) else str(value)
-            print(f"  {stem}  {text}{'  (one-piece)' if stem in one_piece else ''}")
-        print(f"  {summary(found, one_piece)}", flush=True)
+    finder = PersonFinder()  # the person models do not depend on the weights: loaded once
+    try:
+        for path in weights_files(args):
+            net, _ = weights.load(path)
+            found = shares(ParserEngine(net, labels, finder=finder), paths)
+            print(f"weights: {path}")
+            for stem, value in found.items():
+                text = f"{value:.3f}" if isinstance(value, float) else str(value)
+                print(f"  {stem}  {text}{'  (one-piece)' if stem in one_piece else ''}")
+            print(f"  {summary(found, one_piece)}", flush=True)
+    finally:
+        finder.close()
     return 0
 
 
@@ -130,11 +130,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description="Share of each photo's garment a parser "
                                      "weights file calls one-piece.")
     parser.add_argument("--photos", required=True, help="folder of photos (or with images/)")
-    parser.add_argument("--weights", nargs="+", help="parser weights files (default: committed)")
     parser.add_argument("--one-piece", help="JSON list of the stems that show a one-piece "
                         "garment (default: bench/look_one_piece.json, for the look photos)")
-    parser.add_argument("--threads", type=int, default=1, help="torch / OpenCV threads")
-    parser.add_argument("--config", help="config file (default: config.yaml)")
+    add_weights_options(parser)
     return run(parser.parse_args())
 
 

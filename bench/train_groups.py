@@ -37,12 +37,15 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.parser_files import add_weights_options, weights_files
+from bench.quality import torch_threads
 from common.config import LabelSet, RefineSettings, load_settings
 from segworker.masks import label_masks
 from segworker.parser import weights
 from segworker.parser.classes import ONE_PIECE_ID, ccp_lookup, split_layered_one_piece
 from segworker.parser.infer import parse
 from segworker.parser.person_cache import person_probabilities, pose_landmarks
+from segworker.parser.train import training_stems
 from segworker.refine import refine
 from segworker.scoring import PARTS, score_part
 
@@ -58,17 +61,9 @@ def outfit_group(classes: np.ndarray) -> tuple[str, np.ndarray]:
     return ("plain_dress", classes) if split is classes else ("layered", split)
 
 
-def stems_of(folder: Path) -> list[str]:
-    """The folder's photos: ``manifest.json`` order, else its labels' names."""
-    manifest = folder / "manifest.json"
-    if manifest.exists():
-        return [entry["stem"] for entry in json.loads(manifest.read_text())]
-    return sorted(p.stem for p in (folder / "labels").glob("*.png"))
-
-
 def photos(folder: Path, every: int, cache: Path, labels: LabelSet) -> Iterator[tuple]:
     """``(group, rgb, person probability, landmarks, (upper ref, lower ref))``."""
-    stems = stems_of(folder)[::every]
+    stems = training_stems(folder)[::every]
     images = [folder / "images" / f"{s}.jpg" for s in stems]
     probs = person_probabilities(folder, stems, cache, images)
     marks = pose_landmarks(folder, stems, cache, images, probs)
@@ -98,17 +93,13 @@ def group_means(net, items: list[tuple], labels: LabelSet,
 
 
 def run(args: argparse.Namespace) -> int:
-    import cv2
-    import torch
-    cv2.setNumThreads(args.threads)
-    torch.set_num_threads(args.threads)
+    torch_threads(args.threads)
     settings = load_settings(args.config).segmentation
     labels = settings.parser.labels
     items = list(photos(Path(args.data), args.every, Path(args.cache), labels))
     print(f"photos: {len(items)} (one in {args.every} of {args.data})")
-    for path in args.weights or [str(weights.BUNDLED)]:
-        net, _ = weights.load(Path(path))
-        net.eval()
+    for path in weights_files(args):
+        net, _ = weights.load(path)  # in eval mode
         print(f"{path} {json.dumps(group_means(net, items, labels, settings.refine))}", flush=True)
     return 0
 
@@ -117,12 +108,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description="Parser mask quality on training photos, by "
                                      "kind of outfit (dresses scored in both masks).")
     parser.add_argument("--data", required=True, help="folder laid out like train-ccp")
-    parser.add_argument("--weights", nargs="+", help="parser weights files (default: committed)")
     parser.add_argument("--every", type=int, default=3, help="score every N-th photo (default 3)")
     parser.add_argument("--cache", default="var/parser-cache",
                         help="person masks and landmarks, as the training command keeps them")
-    parser.add_argument("--threads", type=int, default=1, help="torch / OpenCV threads")
-    parser.add_argument("--config", help="config file (default: config.yaml)")
+    add_weights_options(parser)
     args = parser.parse_args()
     if args.every < 1:
         parser.error("--every must be at least 1")

@@ -61,7 +61,7 @@ class Photos:
 
     def __init__(self, folder: Path, cache: Path, pose: bool = False,
                  split_layered: bool = True, studio: bool = True) -> None:
-        stems = _stems(folder)
+        stems = training_stems(folder)
         lookup = ccp_lookup()
         self.pose, self.studio = pose, studio
         self.rgb, self.classes, self.prob = [], [], []
@@ -130,7 +130,8 @@ def batches(photos: Photos, jobs: list[Job],
             yield tensors(pair)
 
 
-def _stems(folder: Path) -> list[str]:
+def training_stems(folder: Path) -> list[str]:
+    """The photos of a training folder: ``manifest.json`` order, else its labels' names."""
     manifest = folder / "manifest.json"
     if manifest.exists():
         return [entry["stem"] for entry in json.loads(manifest.read_text())]
