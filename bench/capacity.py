@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -46,7 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import tornado.httpclient
 
 from tests.support import procs
-from tests.support.service import SECRET, ServiceTree, person_photo
+from tests.support.service import SECRET, ProcessTree, person_photo
 
 #: Ticks per second of /proc/<pid>/stat CPU times.
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -70,7 +71,7 @@ class ProcessReceiver:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.log = root / "receiver.log"
-        self.proc = None
+        self.proc: subprocess.Popen | None = None
 
     def start(self) -> str:
         port = procs.free_port()
@@ -86,6 +87,11 @@ class ProcessReceiver:
     def delivered_job_ids(self) -> list[str]:
         return [line.split('"job_id": "', 1)[1].split('"', 1)[0]
                 for line in self._text().splitlines() if '"masks_received"' in line]
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None, "the tree starts its receiver before anything else"
+        return self.proc.pid
 
     def stop(self) -> None:
         procs.stop(self.proc)
@@ -180,10 +186,14 @@ async def post_all(url: str, form: Form, job_ids: list[str], concurrency: int) -
     return answers
 
 
-def start_service(root: Path, workers: int, delay: float, **env: str) -> ServiceTree:
+#: The service with its stand-in receiver as a process of its own.
+Tree = ProcessTree[ProcessReceiver]
+
+
+def start_service(root: Path, workers: int, delay: float, **env: str) -> Tree:
     root.mkdir(parents=True, exist_ok=True)
-    tree = ServiceTree(root, workers=0, receiver=ProcessReceiver(root),
-                       extra_env={"LOG_LEVEL": "WARNING", "HEARTBEAT_INTERVAL_S": "1.0", **env})
+    tree = Tree(root, ProcessReceiver(root), workers=0,
+                extra_env={"LOG_LEVEL": "WARNING", "HEARTBEAT_INTERVAL_S": "1.0", **env})
     tree.start("broker")
     tree.start("uploader")
     tree.start("frontend")
@@ -195,13 +205,13 @@ def start_service(root: Path, workers: int, delay: float, **env: str) -> Service
     return tree
 
 
-def _start_worker(tree: ServiceTree, index: int, delay: float) -> None:
+def _start_worker(tree: Tree, index: int, delay: float) -> None:
     name = f"standin:{index}"
     tree.procs[name] = procs.start("devtools.standin_worker", tree.env, "--index", str(index),
                                    "--delay", str(delay), log_path=tree.log_path(name))
 
 
-def journal_figures(tree: ServiceTree) -> dict[str, int]:
+def journal_figures(tree: Tree) -> dict[str, int]:
     return tree.stats().get("journal") or {}
 
 
@@ -215,7 +225,7 @@ def run_capacity(workers: int, jobs: int, concurrency: int, form: Form) -> dict[
             tree.wait_delivered(warm, timeout=120)
             j0, cpu0 = journal_figures(tree), cpu_seconds(broker_pid)
             pids = {n: tree.procs[n].pid for n in ("frontend", "uploader")}
-            pids["receiver"] = tree.receiver.proc.pid
+            pids["receiver"] = tree.receiver.pid
             pids["load"] = os.getpid()
             cpu_before = {n: cpu_seconds(p) for n, p in pids.items()}
             job_ids = [f"cap-{workers}-{i:05d}" for i in range(jobs)]

@@ -143,7 +143,8 @@ def _types_summary(per_photo: dict[str, dict[str, float | None]],
     for name, stems in types.items():
         cells = []
         for part in PARTS:
-            values = [per_photo[s][part] for s in stems if s in per_photo and per_photo[s][part] is not None]
+            scored = (per_photo[s][part] for s in stems if s in per_photo)
+            values = [v for v in scored if v is not None]
             if values:
                 worst = min(worst, statistics.fmean(values))
             cells.append(f"{part} {statistics.fmean(values):.3f} (n={len(values)})" if values

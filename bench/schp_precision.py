@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -27,6 +28,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from common.config import load_settings
 from common.photo import decode_rgb
+
+if TYPE_CHECKING:
+    from segworker.engine import Engine, Segmentation
+
+#: A (backend, precision) pair.
+Variant = tuple[str, str]
+#: Label agreement and upper/lower IoU against eager fp32; None when either found no person.
+Figures = dict[str, float] | None
 
 #: (backend, precision) pairs compared with eager fp32.
 VARIANTS = (("openvino", "fp32"), ("eager", "bf16"), ("openvino", "bf16"))
@@ -63,11 +72,12 @@ def build_engines(weights: Path | None, backends: set[str]) -> tuple[dict, str]:
     return engines, name
 
 
-def compare(engines: dict, rgb: np.ndarray) -> dict:
+def compare(engines: dict[Variant, Engine], rgb: np.ndarray) -> dict[Variant, Figures]:
     """Per variant: label agreement and upper/lower IoU against eager fp32."""
     from segworker.engine import NoPersonError
 
-    results, outputs = {}, {}
+    results: dict[Variant, Figures] = {}
+    outputs: dict[Variant, Segmentation | None] = {}
     for key, engine in engines.items():
         try:
             outputs[key] = engine.segment(rgb)

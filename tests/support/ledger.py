@@ -40,7 +40,10 @@ TOTALS: Counter = Counter()
 
 
 class Service(Protocol):
-    url: str
+    # Read-only: the harnesses derive it from their port.
+    @property
+    def url(self) -> str: ...
+
     env: dict[str, str]
     receiver: Receiver
 

@@ -61,13 +61,14 @@ def start(module: str, env: Mapping[str, str], *args: str, log_path: Path | None
     """
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **env}
     # Closed here once the child holds its own copy of the descriptor.
-    out = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
+    log = open(log_path, "ab") if log_path else None  # noqa: SIM115
+    out = subprocess.DEVNULL if log is None else log
     try:
         return subprocess.Popen([sys.executable, "-m", module, *args], cwd=ROOT, env=full_env,
                                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     finally:
-        if log_path:
-            out.close()
+        if log is not None:
+            log.close()
 
 
 def stop(proc: subprocess.Popen | None, sig: int = signal.SIGTERM, timeout: float = 15.0) -> None:
@@ -104,9 +105,11 @@ def _reap_group(proc: subprocess.Popen | None) -> None:
         pass
 
 
-def wait_for(predicate: Callable[[], bool], timeout: float, interval: float = 0.05,
+def wait_for(predicate: Callable[[], object], timeout: float, interval: float = 0.05,
              what: str = "condition") -> None:
-    """Poll ``predicate`` until it is true; fail the test after ``timeout`` s."""
+    """Poll ``predicate`` until it is true; fail the test after ``timeout`` s.
+
+    Only the truth of its result counts, so it may return e.g. a list (non-empty ends it)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():

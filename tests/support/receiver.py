@@ -42,9 +42,10 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from typing import Any
 
+import tornado.http1connection
 import tornado.httpserver
 import tornado.httputil
 import tornado.netutil
@@ -89,7 +90,10 @@ class _Handler(tornado.web.RequestHandler):
         if item == "hang":
             self.rx._add(record, "hang")
             await asyncio.sleep(self.rx.hang_s)
-            if self.request.connection.stream.closed():
+            connection = self.request.connection
+            # Tornado's HTTPServer hands every request its HTTP/1 connection.
+            assert isinstance(connection, tornado.http1connection.HTTP1Connection)
+            if connection.stream.closed():
                 return  # the client gave up, as intended
             self.rx._set_status(record, 200)
             return self._answer(200, {"asset_id": f"asset-{record['job_id']}"})
@@ -148,6 +152,7 @@ class Receiver:
         self._call(self._unlisten)
         loop, self._loop = self._loop, None
         loop.call_soon_threadsafe(loop.stop)
+        assert self._thread is not None, "a loop exists only once start() made the thread"
         self._thread.join(10)
 
     def set_down(self, down: bool) -> None:
@@ -182,7 +187,9 @@ class Receiver:
         loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
         loop.close()
 
-    def _call(self, coro_fn) -> None:
+    def _call(self, coro_fn: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        if self._loop is None:
+            raise RuntimeError("the receiver is not running (call start() first)")
         asyncio.run_coroutine_threadsafe(coro_fn(), self._loop).result(10)
 
     async def _listen(self) -> None:

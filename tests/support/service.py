@@ -4,15 +4,17 @@
 ``python -m <package>`` in their own process groups, all on free ports under
 one temporary directory, and a :class:`tests.support.receiver.Receiver`
 standing in for the Mask Asset Service. ``close()`` stops everything; use it
-as a context manager or from a fixture's ``finally``.
+as a context manager or from a fixture's ``finally``. :class:`ProcessTree` is the
+same with any other stand-in (an :class:`AssetService`), as the benches use.
 """
 
 from __future__ import annotations
 
 import io
 import subprocess
+from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, Generic, Protocol, Self, TypeVar
 
 import numpy as np
 import requests
@@ -26,10 +28,13 @@ from tests.support.receiver import Receiver
 SECRET = "e2e-secret-0123456789abcdef"
 
 
-class ServiceClient:
+class ServiceClient(ABC):
     """HTTP calls on a running front end at ``self.url`` (shared by the harnesses)."""
 
-    url: str
+    @property
+    @abstractmethod
+    def url(self) -> str:
+        """The front end's base URL, ``http://host:port``."""
 
     def get(self, path: str, **kw: Any) -> requests.Response:
         return requests.get(self.url + path, timeout=kw.pop("timeout", 10), **kw)
@@ -48,15 +53,32 @@ class ServiceClient:
         return resp.json() if resp.status_code == 200 else {}
 
 
-class ServiceTree(ServiceClient):
-    """Real processes wired together; each can be killed and restarted."""
+class AssetService(Protocol):
+    """What a tree needs of its stand-in Mask Asset Service."""
 
-    def __init__(self, root: Path, workers: int = 2, extra_env: dict[str, str] | None = None,
-                 receiver: Receiver | None = None) -> None:
+    def start(self) -> str:
+        """Start serving; returns the URL the uploader posts to."""
+        ...
+
+    def stop(self) -> None: ...
+    def delivered_job_ids(self) -> list[str]: ...
+
+
+AssetServiceT = TypeVar("AssetServiceT", bound=AssetService)
+
+
+class ProcessTree(ServiceClient, Generic[AssetServiceT]):
+    """Real processes wired together; each can be killed and restarted.
+
+    Generic in its stand-in so that ``tree.receiver`` keeps the stand-in's own type
+    (tests script a :class:`Receiver` through it)."""
+
+    def __init__(self, root: Path, receiver: AssetServiceT, workers: int = 2,
+                 extra_env: dict[str, str] | None = None) -> None:
         self.root = root
         self.logs = root / "logs"
         self.logs.mkdir(parents=True, exist_ok=True)
-        self.receiver = receiver or Receiver(SECRET)
+        self.receiver = receiver
         self.receiver_url = self.receiver.start()
         self.port = procs.free_port()
         self.env = {
@@ -83,7 +105,7 @@ class ServiceTree(ServiceClient):
         self.worker_count = workers
 
     # -- lifecycle -------------------------------------------------------
-    def start_all(self) -> ServiceTree:
+    def start_all(self) -> Self:
         self.start("broker")
         self.start("uploader")
         for i in range(self.worker_count):
@@ -160,6 +182,14 @@ class ServiceTree(ServiceClient):
         procs.wait_for(lambda: self.job(job_id).get("state") in states, timeout, interval=0.1,
                        what=f"job {job_id} to reach {states}")
         return self.job(job_id)
+
+
+class ServiceTree(ProcessTree[Receiver]):
+    """A :class:`ProcessTree` with the in-process :class:`Receiver` (a fresh one by default)."""
+
+    def __init__(self, root: Path, workers: int = 2, extra_env: dict[str, str] | None = None,
+                 receiver: Receiver | None = None) -> None:
+        super().__init__(root, receiver or Receiver(SECRET), workers, extra_env)
 
 
 def person_photo(fmt: str = "JPEG") -> bytes:
