@@ -74,11 +74,19 @@ class Residual(nn.Module):
 
 
 class ParserNet(nn.Module):
-    """Logits at half the input's resolution for ``shape.num_classes`` classes."""
+    """Logits at half the input's resolution for ``shape.num_classes`` classes.
 
-    def __init__(self, shape: NetShape = NetShape()) -> None:
+    ``dropout`` is a training setting, not part of the shape: the chance that a
+    whole feature channel is zeroed while training, on the deepest features
+    and before the classifier (no parameters, so files load either way)."""
+
+    def __init__(self, shape: NetShape = NetShape(), dropout: float = 0.0) -> None:
         super().__init__()
         self.shape = shape
+        # Identity at 0, so that the random stream (and the run) is the one
+        # without the option.
+        self.drop_deep: nn.Module = nn.Dropout2d(dropout) if dropout > 0 else nn.Identity()
+        self.drop_head: nn.Module = nn.Dropout2d(dropout) if dropout > 0 else nn.Identity()
         stages: list[nn.Module] = []
         cin = shape.in_channels
         for width, blocks in zip(shape.widths, shape.blocks):
@@ -96,12 +104,12 @@ class ParserNet(nn.Module):
         for stage in self.stages:
             x = stage(x)
             skips.append(x)
-        y = self.laterals[-1](skips[-1])
+        y = self.laterals[-1](self.drop_deep(skips[-1]))
         for level in range(len(skips) - 2, -1, -1):
             up = F.interpolate(y, size=skips[level].shape[-2:], mode="bilinear",
                                align_corners=False)
             y = self.smooth[level](up + self.laterals[level](skips[level]))
-        return self.classifier(y)
+        return self.classifier(self.drop_head(y))
 
 
 def lower_one_piece(model: ParserNet, penalty: float) -> ParserNet:

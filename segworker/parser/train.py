@@ -203,7 +203,7 @@ def train(args: argparse.Namespace) -> int:
     dev = (DevSet(Path(args.dev), Path(args.cache), settings.segmentation.parser.labels,
                   settings.segmentation.refine, pose=args.pose) if args.dev else None)
     planes = POSE_INPUT_PLANES if args.pose else BASE_PLANES
-    model = channels_last(ParserNet(NetShape(in_channels=len(planes))))
+    model = channels_last(ParserNet(NetShape(in_channels=len(planes)), dropout=args.dropout))
     ema = Ema(model, args.ema)
     steps_per_epoch = len(photos) // args.batch
     total = steps_per_epoch * args.epochs
@@ -281,7 +281,7 @@ def _trained_facts(args: argparse.Namespace, photos: Photos, epoch: int, record:
             "low_res_epochs": {"epochs": args.low_res_epochs, "resolution": LOW_RES},
             "one_piece_penalty": args.one_piece_penalty, "weight_decay": args.weight_decay,
             "one_piece_loss_weight_last": args.one_piece_weight_last,
-            "region_loss": args.region_loss,
+            "region_loss": args.region_loss, "dropout": args.dropout,
             "studio": ({"backdrop_p": STUDIO_P, "matched_two_piece_p": args.matched_p,
                         "matched_two_piece_p_last": args.matched_p_last}
                        if args.studio else None),
@@ -335,6 +335,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "soft dice over the batch (the earlier weights') or the Lovasz-softmax "
                         "per image (an IoU surrogate; default, the committed weights'; "
                         "docs/parser.md)")
+    parser.add_argument("--dropout", type=float, default=0.0,
+                        help="chance that a feature channel is zeroed in training, on the "
+                        "deepest features and before the classifier (default: %(default)s, "
+                        "none, the committed weights')")
     parser.add_argument("--one-piece-penalty", type=float, default=2.0,
                         help="how much the saved file lowers the one-piece logit at inference "
                         "(docs/parser.md, Classes; 0: the argmax of the trained network)")
@@ -363,6 +367,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if not 0.0 < args.one_piece_weight_last <= MAX_CLASS_WEIGHT:
         # 0 would leave a batch of one-piece pixels only with nothing to average
         parser.error(f"--one-piece-weight-last must be over 0 and at most {MAX_CLASS_WEIGHT:g}")
+    if not 0.0 <= args.dropout < 1.0:
+        parser.error("--dropout must be a chance from 0 to below 1")
     if not 0 <= args.low_res_epochs < args.epochs:
         # the service runs the network at full size: its last epoch must have been too
         parser.error(f"--low-res-epochs must be from 0 to {args.epochs - 1} (fewer than --epochs)")

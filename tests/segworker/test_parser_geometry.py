@@ -113,6 +113,22 @@ def test_folding_batch_norms_computes_the_same_function():
     assert got.shape == (1, len(CLASS_NAMES), 32, 24)
 
 
+def test_dropout_is_a_training_setting_the_weights_and_inference_do_not_see():
+    """The same tensors to save and load, the same logits in eval mode; in
+    training some feature channels are dropped, so the logits change."""
+    small = NetShape(widths=(8, 8, 16, 16, 16), decoder_width=8)
+    torch.manual_seed(0)
+    plain = ParserNet(small)
+    dropped = ParserNet(small, dropout=0.5)
+    assert list(dropped.state_dict()) == list(plain.state_dict())
+    dropped.load_state_dict(plain.state_dict())
+    x = torch.randn(2, 4, 64, 48)
+    with torch.no_grad():
+        torch.testing.assert_close(dropped.eval()(x), plain.eval()(x))
+        plain.train(), dropped.train()
+        assert not torch.allclose(dropped(x), plain(x))
+
+
 def test_one_piece_needs_most_of_the_garment_probability():
     from segworker.parser.infer import resolve_one_piece
     logits = np.full((8, 1, 3), -5.0, np.float32)

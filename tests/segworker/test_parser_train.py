@@ -261,3 +261,21 @@ def test_a_one_piece_weight_out_of_range_stops_the_command(value, capsys):
     with pytest.raises(SystemExit) as stop:
         train.parse_args(["--data", "x", "--one-piece-weight-last", value])
     assert stop.value.code == 2 and "--one-piece-weight-last must" in capsys.readouterr().err
+
+
+def test_dropout_is_an_option_that_changes_training_and_the_file_records(folder, tmp_path):
+    plain, dropped = tmp_path / "plain.pt", tmp_path / "dropped.pt"
+    run_training(folder, plain, tmp_path / "cache", workers=0)
+    run_training(folder, dropped, tmp_path / "cache", workers=0, extra=("--dropout", "0.3"))
+    assert weights.load(plain)[1]["dropout"] == 0.0
+    assert weights.load(dropped)[1]["dropout"] == 0.3
+    a = torch.load(plain, weights_only=True)["state_dict"]
+    b = torch.load(dropped, weights_only=True)["state_dict"]
+    assert list(a) == list(b) and not all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("value", ["-0.1", "1", "nan"])
+def test_a_dropout_out_of_range_stops_the_command(value, capsys):
+    with pytest.raises(SystemExit) as stop:
+        train.parse_args(["--data", "x", "--dropout", value])
+    assert stop.value.code == 2 and "--dropout must" in capsys.readouterr().err
