@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import subprocess
 import threading
 from pathlib import Path
 
@@ -23,7 +24,7 @@ class Rig:
         self.temp.mkdir(parents=True)
         self.log = root / "broker.log"
         self.ctx = zmq.Context()
-        self.proc = None
+        self.proc: subprocess.Popen | None = None
         self.peers: list[Peer] = []
 
     def start(self) -> FrontEnd:

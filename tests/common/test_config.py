@@ -44,7 +44,7 @@ def test_environment_overrides_and_types():
     assert "s3cret-value" not in repr(s)
 
 
-def test_settings_are_frozen():
+def test_settings_are_frozen() -> None:
     s = load_settings(environ={})
     with pytest.raises(dataclasses.FrozenInstanceError):
         s.server.port = 1  # type: ignore[misc]
@@ -208,7 +208,7 @@ def test_a_file_changes_only_what_it_sets(tmp_path):
         load_settings(cfg, environ={"PORT": "8004"})
 
 
-def test_validate_checks_settings_however_they_were_made():
+def test_validate_checks_settings_however_they_were_made() -> None:
     with pytest.raises(ConfigError, match=r"queue.max_size \(QUEUE_MAX_SIZE\): must be at least 1"):
         validate(Settings(queue=QueueSettings(max_size=0)))
     with pytest.raises(ConfigError, match="queue.max_size .*must be a whole number"):

@@ -34,7 +34,9 @@ def submit_with_receiver_down(tree: ServiceTree, prefix: str, count: int
     photo = person_photo()
     job_ids = [f"{prefix}-{i}" for i in range(count)]
     for job_id in job_ids:
-        assert book.post(job_id, photo).status_code == 202
+        resp = book.post(job_id, photo)
+        assert resp is not None, f"no answer to {job_id}"
+        assert resp.status_code == 202
     return book, job_ids
 
 

@@ -157,7 +157,9 @@ def reference_mask(service: ServiceTree, book: JobLedger) -> np.ndarray:
     """The upper-body mask of the upright photo (processed once)."""
     if "upper" not in _REFERENCE:
         job_id = "odd-upright-reference"
-        assert book.post(job_id, encode(UPRIGHT, "JPEG", quality=92)).status_code == 202
+        resp = book.post(job_id, encode(UPRIGHT, "JPEG", quality=92))
+        assert resp is not None, f"no answer to {job_id}"
+        assert resp.status_code == 202
         service.wait_delivered([job_id])
         [upload] = [u for u in service.receiver.uploads if u["job_id"] == job_id]
         _REFERENCE["upper"] = mask_of(upload["files"]["upper_body_mask"])

@@ -40,7 +40,9 @@ def post_jobs(book: JobLedger, photo: bytes, prefix: str, count: int = 3) -> lis
     """Post ``count`` jobs ``<prefix>-0``, ``<prefix>-1``, ...; each must be accepted."""
     job_ids = [f"{prefix}-{i}" for i in range(count)]
     for job_id in job_ids:
-        assert book.post(job_id, photo).status_code == 202
+        resp = book.post(job_id, photo)
+        assert resp is not None, f"no answer to {job_id}"
+        assert resp.status_code == 202
     return job_ids
 
 

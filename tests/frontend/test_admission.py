@@ -10,6 +10,8 @@ import unittest
 from typing import Any
 from unittest import mock
 
+from tornado.routing import PathMatches
+
 from frontend.admission import Admission, QueueFull, QueueView, decide
 from tests.frontend import photos
 from tests.frontend.http_case import FrontendTestCase
@@ -125,7 +127,8 @@ class HeldUploadTest(FrontendTestCase):
 
     def admission(self) -> Admission:
         [rule] = [r for r in self._app.wildcard_router.rules
-                  if r.matcher.regex.pattern.startswith("/process")]
+                  if isinstance(r.matcher, PathMatches)
+                  and r.matcher.regex.pattern.startswith("/process")]
         return rule.target_kwargs["admission"]
 
     def queue_one_more(self, job_id: str) -> dict[str, Any]:

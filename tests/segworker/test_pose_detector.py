@@ -25,7 +25,8 @@ class FakePose:
     """Returns one scripted figure per call (None: nobody found); records the images."""
 
     def __init__(self, masks: list[np.ndarray | None]) -> None:
-        self.masks, self.seen = list(masks), []
+        self.masks = list(masks)
+        self.seen: list[np.ndarray] = []
 
     def process(self, rgb: np.ndarray):
         self.seen.append(rgb.copy())

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import cv2
 import numpy as np
 import pytest
@@ -21,25 +23,26 @@ def draw_figure(top_hem_y: int = 190, hair_strands: bool = True) -> dict[str, np
     image and the pixel sets of each drawn thing."""
     layers = {}
 
-    def layer(name: str, draw) -> None:
+    # cv2 takes colours as sequences: (1,) fills a one-channel mask with 1.
+    def layer(name: str, draw: Callable[[np.ndarray], object]) -> None:
         m = np.zeros((HEIGHT, WIDTH), np.uint8)
         draw(m)
         layers[name] = m > 0
 
-    layer("trousers", lambda m: (cv2.rectangle(m, (80, 180), (120, 215), 1, -1),
-                                 cv2.line(m, (82, 200), (82, 370), 1, 30),
-                                 cv2.line(m, (118, 200), (118, 370), 1, 30)))
-    layer("top", lambda m: (cv2.rectangle(m, (68, 76), (132, top_hem_y), 1, -1),
-                            cv2.line(m, (70, 82), (58, 140), 1, 18), cv2.line(m, (58, 140), (52, 192), 1, 16),
-                            cv2.line(m, (130, 82), (142, 140), 1, 18), cv2.line(m, (142, 140), (148, 192), 1, 16)))
-    layer("hands", lambda m: (cv2.circle(m, (52, 204), 9, 1, -1), cv2.circle(m, (148, 204), 9, 1, -1)))
-    layer("shoes", lambda m: (cv2.ellipse(m, (80, 384), (16, 9), 0, 0, 360, 1, -1),
-                              cv2.ellipse(m, (120, 384), (16, 9), 0, 0, 360, 1, -1)))
-    layer("neck", lambda m: cv2.rectangle(m, (92, 58), (108, 80), 1, -1))
-    layer("face", lambda m: cv2.ellipse(m, (100, 45), (17, 22), 0, 0, 360, 1, -1))
-    layer("hair", lambda m: (cv2.ellipse(m, (100, 36), (21, 18), 0, 180, 360, 1, -1),
-                             cv2.rectangle(m, (68, 34), (82, 118), 1, -1) if hair_strands else None,
-                             cv2.rectangle(m, (118, 34), (132, 118), 1, -1) if hair_strands else None))
+    layer("trousers", lambda m: (cv2.rectangle(m, (80, 180), (120, 215), (1,), -1),
+                                 cv2.line(m, (82, 200), (82, 370), (1,), 30),
+                                 cv2.line(m, (118, 200), (118, 370), (1,), 30)))
+    layer("top", lambda m: (cv2.rectangle(m, (68, 76), (132, top_hem_y), (1,), -1),
+                            cv2.line(m, (70, 82), (58, 140), (1,), 18), cv2.line(m, (58, 140), (52, 192), (1,), 16),
+                            cv2.line(m, (130, 82), (142, 140), (1,), 18), cv2.line(m, (142, 140), (148, 192), (1,), 16)))
+    layer("hands", lambda m: (cv2.circle(m, (52, 204), 9, (1,), -1), cv2.circle(m, (148, 204), 9, (1,), -1)))
+    layer("shoes", lambda m: (cv2.ellipse(m, (80, 384), (16, 9), 0, 0, 360, (1,), -1),
+                              cv2.ellipse(m, (120, 384), (16, 9), 0, 0, 360, (1,), -1)))
+    layer("neck", lambda m: cv2.rectangle(m, (92, 58), (108, 80), (1,), -1))
+    layer("face", lambda m: cv2.ellipse(m, (100, 45), (17, 22), 0, 0, 360, (1,), -1))
+    layer("hair", lambda m: (cv2.ellipse(m, (100, 36), (21, 18), 0, 180, 360, (1,), -1),
+                             cv2.rectangle(m, (68, 34), (82, 118), (1,), -1) if hair_strands else None,
+                             cv2.rectangle(m, (118, 34), (132, 118), (1,), -1) if hair_strands else None))
     rgb = np.empty((HEIGHT, WIDTH, 3), np.uint8)
     rgb[:] = GREY
     colours = {"trousers": BLUE, "top": RED, "hands": SKIN, "shoes": BLACK, "neck": SKIN,

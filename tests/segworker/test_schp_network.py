@@ -66,6 +66,7 @@ def _norm(leaky: bool, abs_weight: bool) -> tuple[SchpNorm, torch.Tensor, dict]:
     with torch.no_grad():
         for tensor, value in zip((norm.weight, norm.bias, norm.running_mean, norm.running_var),
                                  p.values()):
+            assert tensor is not None  # BatchNorm2d keeps running statistics by default
             tensor.copy_(value)
     return norm, torch.randn(2, 4, 3, 5) * 3, p
 

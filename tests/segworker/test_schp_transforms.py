@@ -26,7 +26,7 @@ SIZES = [(768, 1024, 512), (1024, 768, 473), (300, 300, 512), (97, 61, 64)]
 
 def _warp(img: np.ndarray, matrix: np.ndarray, width: int, height: int) -> np.ndarray:
     return cv2.warpAffine(img, matrix, (width, height), flags=cv2.INTER_LINEAR,
-                          borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+                          borderMode=cv2.BORDER_CONSTANT, borderValue=(0.0, 0.0, 0.0, 0.0))
 
 
 @pytest.mark.parametrize("width,height,size", SIZES)
