@@ -84,9 +84,8 @@ class ParserNet(nn.Module):
         super().__init__()
         self.shape = shape
         # Identity at 0, so that the random stream (and the run) is the one
-        # without the option.
-        self.drop_deep: nn.Module = nn.Dropout2d(dropout) if dropout > 0 else nn.Identity()
-        self.drop_head: nn.Module = nn.Dropout2d(dropout) if dropout > 0 else nn.Identity()
+        # without the option. Stateless, so one module serves both places.
+        self.dropout: nn.Module = nn.Dropout2d(dropout) if dropout > 0 else nn.Identity()
         stages: list[nn.Module] = []
         cin = shape.in_channels
         for width, blocks in zip(shape.widths, shape.blocks):
@@ -104,12 +103,12 @@ class ParserNet(nn.Module):
         for stage in self.stages:
             x = stage(x)
             skips.append(x)
-        y = self.laterals[-1](self.drop_deep(skips[-1]))
+        y = self.laterals[-1](self.dropout(skips[-1]))
         for level in range(len(skips) - 2, -1, -1):
             up = F.interpolate(y, size=skips[level].shape[-2:], mode="bilinear",
                                align_corners=False)
             y = self.smooth[level](up + self.laterals[level](skips[level]))
-        return self.classifier(self.drop_head(y))
+        return self.classifier(self.dropout(y))
 
 
 def lower_one_piece(model: ParserNet, penalty: float) -> ParserNet:

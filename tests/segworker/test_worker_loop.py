@@ -20,16 +20,11 @@ def rig(tmp_path):
     broker = StubBroker(tmp_path, heartbeat_s=0.1).start()
     process = FakeProcess()
     started: list[tuple[Worker, threading.Thread]] = []
-    exit_codes: dict[Worker, int] = {}   #: what each worker's run() returned, once it has
 
     def start(drain_s: float = 5.0, **env: str) -> Worker:
         worker = Worker(worker_settings(broker.worker_endpoint, **env), FakeEngine(), process,
                         index=3, ctx=ctx, drain_s=drain_s)
-
-        def body():
-            exit_codes[worker] = worker.run()
-
-        thread = threading.Thread(target=body, daemon=True)
+        thread = threading.Thread(target=worker.run, daemon=True)
         thread.start()
         started.append((worker, thread))
         return worker
@@ -44,7 +39,7 @@ def rig(tmp_path):
 
     rig = type("Rig", (), {})()
     rig.broker, rig.process, rig.start, rig.ctx = broker, process, start, ctx
-    rig.photo, rig.next_message, rig.exit_codes = photo, next_message, exit_codes
+    rig.photo, rig.next_message = photo, next_message
     try:
         yield rig
     finally:
