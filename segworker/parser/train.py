@@ -162,7 +162,8 @@ class Ema:
 
 
 def loss_fn(logits: torch.Tensor, target: torch.Tensor,
-            one_piece_weight: float = 1.0, region: str = "dice") -> torch.Tensor:
+            one_piece_weight: float = 1.0, region: str = "dice",
+            upper_weight: float = 1.0) -> torch.Tensor:
     """Cross-entropy plus half a region term on the garment classes: a soft
     dice over the batch at the input's resolution (``region="dice"``, the
     committed weights'), or the Lovász-softmax per image (``"lovasz"``,
@@ -170,15 +171,18 @@ def loss_fn(logits: torch.Tensor, target: torch.Tensor,
     sort is the costly part: a quarter of the pixels make it a twentieth of a
     training step; the cross-entropy keeps the edges at the input's). The
     one-piece class's pixels (cross-entropy) and region term count
-    ``one_piece_weight`` times (1: as every other class)."""
+    ``one_piece_weight`` times, the upper garment's ``upper_weight`` times
+    (1: as every other class)."""
     coarse = logits.float()
     logits = F.interpolate(coarse, size=target.shape[-2:], mode="bilinear", align_corners=False)
+    weight_of = {ONE_PIECE_ID: one_piece_weight, UPPER_ID: upper_weight}
     class_weights = None
-    if one_piece_weight != 1.0:
+    if any(w != 1.0 for w in weight_of.values()):
         class_weights = torch.ones(logits.shape[1])
-        class_weights[ONE_PIECE_ID] = one_piece_weight
+        for c, w in weight_of.items():
+            class_weights[c] = w
     ce = F.cross_entropy(logits, target, weight=class_weights)
-    region_weights = [one_piece_weight if c == ONE_PIECE_ID else 1.0 for c in DICE_CLASSES]
+    region_weights = [weight_of.get(c, 1.0) for c in DICE_CLASSES]
     if region == "lovasz":
         coarse_target = F.interpolate(target[:, None].float(), size=coarse.shape[-2:],
                                       mode="nearest")[:, 0].long()
@@ -231,7 +235,8 @@ def train(args: argparse.Namespace) -> int:
                    mininterval=5)
         for x, y in bar:
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
-                loss = loss_fn(model(x), y, one_piece_weight, args.region_loss)
+                loss = loss_fn(model(x), y, one_piece_weight, args.region_loss,
+                               args.upper_weight)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -282,6 +287,7 @@ def _trained_facts(args: argparse.Namespace, photos: Photos, epoch: int, record:
             "one_piece_penalty": args.one_piece_penalty, "weight_decay": args.weight_decay,
             "one_piece_loss_weight_last": args.one_piece_weight_last,
             "region_loss": args.region_loss, "dropout": args.dropout,
+            "upper_loss_weight": args.upper_weight,
             "studio": ({"backdrop_p": STUDIO_P, "matched_two_piece_p": args.matched_p,
                         "matched_two_piece_p_last": args.matched_p_last}
                        if args.studio else None),
@@ -330,6 +336,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "epoch: 1 (as every class) through the half-size epochs and the first "
                         "full-size one, then moving linearly to it (default: %(default)s, "
                         "throughout)")
+    parser.add_argument("--upper-weight", type=float, default=1.0,
+                        help="how much the upper-garment class counts in the loss, every "
+                        "epoch (thin tops, scarves and cardigans are what the upper mask "
+                        "misses most; default: %(default)s, as every class, the committed "
+                        "weights')")
     parser.add_argument("--region-loss", choices=("dice", "lovasz"), default="lovasz",
                         help="the term beside the cross-entropy on the garment classes: a "
                         "soft dice over the batch (the earlier weights') or the Lovasz-softmax "
@@ -367,6 +378,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if not 0.0 < args.one_piece_weight_last <= MAX_CLASS_WEIGHT:
         # 0 would leave a batch of one-piece pixels only with nothing to average
         parser.error(f"--one-piece-weight-last must be over 0 and at most {MAX_CLASS_WEIGHT:g}")
+    if not 0.0 < args.upper_weight <= MAX_CLASS_WEIGHT:
+        parser.error(f"--upper-weight must be over 0 and at most {MAX_CLASS_WEIGHT:g}")
     if not 0.0 <= args.dropout < 1.0:
         parser.error("--dropout must be a chance from 0 to below 1")
     if not 0 <= args.low_res_epochs < args.epochs:

@@ -237,23 +237,41 @@ def test_a_lower_one_piece_weight_makes_a_missed_one_piece_garment_cost_less():
 def test_the_one_piece_weight_moves_over_the_full_size_epochs(folder, tmp_path, monkeypatch):
     """``--one-piece-weight-last``: 1 in the half-size epochs and the first
     full-size one, the given weight in the last, a straight line between; each
-    step's loss is taken with its epoch's weight, the log and file say it."""
-    used: list[float] = []
+    step's loss is taken with its epoch's weight, the log and file say it.
+    ``--upper-weight`` is the same in every step, and the file says it too."""
+    used: list[tuple[float, float]] = []
     loss_fn = train.loss_fn
 
-    def recording(logits, target, one_piece_weight=1.0, region="lovasz"):
-        used.append(one_piece_weight)
-        return loss_fn(logits, target, one_piece_weight, region)
+    def recording(logits, target, one_piece_weight=1.0, region="lovasz", upper_weight=1.0):
+        used.append((one_piece_weight, upper_weight))
+        return loss_fn(logits, target, one_piece_weight, region, upper_weight)
 
     monkeypatch.setattr(train, "loss_fn", recording)
     out = tmp_path / "weighted.pt"
     run_training(folder, out, tmp_path / "cache", workers=0,
                  extra=("--epochs", "4", "--low-res-epochs", "1",
-                        "--one-piece-weight-last", "0.4"))
-    assert used == [1.0, 1.0, 1.0, 1.0, 0.7, 0.7, 0.4, 0.4]  # 4 photos, batches of 2
+                        "--one-piece-weight-last", "0.4", "--upper-weight", "1.5"))
+    # 4 photos, batches of 2
+    assert [w for w, _ in used] == [1.0, 1.0, 1.0, 1.0, 0.7, 0.7, 0.4, 0.4]
+    assert {u for _, u in used} == {1.5}
     log = [json.loads(line) for line in Path(f"{out}.log.jsonl").read_text().splitlines()]
     assert [record["one_piece_weight"] for record in log] == [1.0, 1.0, 0.7, 0.4]
-    assert weights.load(out)[1]["one_piece_loss_weight_last"] == 0.4
+    trained = weights.load(out)[1]
+    assert trained["one_piece_loss_weight_last"] == 0.4 and trained["upper_loss_weight"] == 1.5
+
+
+@pytest.mark.parametrize("region", ["dice", "lovasz"])
+def test_a_higher_upper_weight_makes_a_missed_upper_garment_cost_more(region):
+    logits, target = _one_piece_batch()
+    missed = torch.zeros_like(logits)
+    missed[:, train.ONE_PIECE_ID] = 4.0  # the upper half called one-piece too
+    plain = float(train.loss_fn(missed, target, region=region))
+    costs = [float(train.loss_fn(missed, target, region=region, upper_weight=w))
+             for w in (1.0, 2.0, 4.0)]
+    assert costs[0] == pytest.approx(plain) and costs[0] < costs[1] < costs[2]
+    right = missed.clone()
+    right[:, train.UPPER_ID, :3] = 8.0  # the logits' upper half is upper garment
+    assert float(train.loss_fn(right, target, region=region, upper_weight=4.0)) < costs[0]
 
 
 @pytest.mark.parametrize("value", ["0", "-0.5", "11", "nan"])
@@ -272,6 +290,13 @@ def test_dropout_is_an_option_that_changes_training_and_the_file_records(folder,
     a = torch.load(plain, weights_only=True)["state_dict"]
     b = torch.load(dropped, weights_only=True)["state_dict"]
     assert list(a) == list(b) and not all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "10.5", "nan"])
+def test_an_upper_weight_out_of_range_stops_the_command(value, capsys):
+    with pytest.raises(SystemExit) as stop:
+        train.parse_args(["--data", "x", "--upper-weight", value])
+    assert stop.value.code == 2 and "--upper-weight must" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("value", ["-0.1", "1", "nan"])
