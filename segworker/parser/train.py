@@ -163,10 +163,11 @@ class Ema:
 
 def loss_fn(logits: torch.Tensor, target: torch.Tensor,
             one_piece_weight: float = 1.0, region: str = "dice",
-            upper_weight: float = 1.0) -> torch.Tensor:
-    """Cross-entropy plus half a region term on the garment classes: a soft
-    dice over the batch at the input's resolution (``region="dice"``, the
-    committed weights'), or the Lovász-softmax per image (``"lovasz"``,
+            upper_weight: float = 1.0, region_weight: float = 0.5) -> torch.Tensor:
+    """Cross-entropy plus ``region_weight`` times (the committed weights': half)
+    a region term on the garment classes: a soft dice over the batch at the
+    input's resolution (``region="dice"``, the earlier weights'), or the
+    Lovász-softmax per image (``"lovasz"``, the committed weights',
     :mod:`segworker.parser.lovasz`) at the network's output resolution (its
     sort is the costly part: a quarter of the pixels make it a twentieth of a
     training step; the cross-entropy keeps the edges at the input's). The
@@ -186,14 +187,14 @@ def loss_fn(logits: torch.Tensor, target: torch.Tensor,
     if region == "lovasz":
         coarse_target = F.interpolate(target[:, None].float(), size=coarse.shape[-2:],
                                       mode="nearest")[:, 0].long()
-        return ce + 0.5 * lovasz_softmax(coarse.softmax(dim=1), coarse_target, DICE_CLASSES,
-                                         region_weights)
+        return ce + region_weight * lovasz_softmax(coarse.softmax(dim=1), coarse_target,
+                                                   DICE_CLASSES, region_weights)
     probs, dice = logits.softmax(dim=1), []
     for c in DICE_CLASSES:
         p, t = probs[:, c], (target == c).float()
         dice.append(1 - (2 * (p * t).sum() + 1) / (p.sum() + t.sum() + 1))
     weighted = torch.stack(dice) * torch.tensor(region_weights)
-    return ce + 0.5 * weighted.sum() / sum(region_weights)
+    return ce + region_weight * weighted.sum() / sum(region_weights)
 
 
 def train(args: argparse.Namespace) -> int:
@@ -236,7 +237,7 @@ def train(args: argparse.Namespace) -> int:
         for x, y in bar:
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
                 loss = loss_fn(model(x), y, one_piece_weight, args.region_loss,
-                               args.upper_weight)
+                               args.upper_weight, args.region_weight)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -287,7 +288,7 @@ def _trained_facts(args: argparse.Namespace, photos: Photos, epoch: int, record:
             "one_piece_penalty": args.one_piece_penalty, "weight_decay": args.weight_decay,
             "one_piece_loss_weight_last": args.one_piece_weight_last,
             "region_loss": args.region_loss, "dropout": args.dropout,
-            "upper_loss_weight": args.upper_weight,
+            "upper_loss_weight": args.upper_weight, "region_loss_weight": args.region_weight,
             "studio": ({"backdrop_p": STUDIO_P, "matched_two_piece_p": args.matched_p,
                         "matched_two_piece_p_last": args.matched_p_last}
                        if args.studio else None),
@@ -346,6 +347,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "soft dice over the batch (the earlier weights') or the Lovasz-softmax "
                         "per image (an IoU surrogate; default, the committed weights'; "
                         "docs/parser.md)")
+    parser.add_argument("--region-weight", type=float, default=0.5,
+                        help="how much the region term counts beside the cross-entropy (it "
+                        "weighs each garment of a photo by its IoU, however small; default: "
+                        "%(default)s, the committed weights')")
     parser.add_argument("--dropout", type=float, default=0.0,
                         help="chance that a feature channel is zeroed in training, on the "
                         "deepest features and before the classifier (default: %(default)s, "
@@ -380,6 +385,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error(f"--one-piece-weight-last must be over 0 and at most {MAX_CLASS_WEIGHT:g}")
     if not 0.0 < args.upper_weight <= MAX_CLASS_WEIGHT:
         parser.error(f"--upper-weight must be over 0 and at most {MAX_CLASS_WEIGHT:g}")
+    if not 0.0 <= args.region_weight <= MAX_CLASS_WEIGHT:
+        parser.error(f"--region-weight must be from 0 to {MAX_CLASS_WEIGHT:g}")
     if not 0.0 <= args.dropout < 1.0:
         parser.error("--dropout must be a chance from 0 to below 1")
     if not 0 <= args.low_res_epochs < args.epochs:

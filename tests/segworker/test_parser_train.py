@@ -242,22 +242,39 @@ def test_the_one_piece_weight_moves_over_the_full_size_epochs(folder, tmp_path, 
     used: list[tuple[float, float]] = []
     loss_fn = train.loss_fn
 
-    def recording(logits, target, one_piece_weight=1.0, region="lovasz", upper_weight=1.0):
-        used.append((one_piece_weight, upper_weight))
-        return loss_fn(logits, target, one_piece_weight, region, upper_weight)
+    def recording(logits, target, one_piece_weight=1.0, region="lovasz", upper_weight=1.0,
+                  region_weight=0.5):
+        used.append((one_piece_weight, upper_weight, region_weight))
+        return loss_fn(logits, target, one_piece_weight, region, upper_weight, region_weight)
 
     monkeypatch.setattr(train, "loss_fn", recording)
     out = tmp_path / "weighted.pt"
     run_training(folder, out, tmp_path / "cache", workers=0,
                  extra=("--epochs", "4", "--low-res-epochs", "1",
-                        "--one-piece-weight-last", "0.4", "--upper-weight", "1.5"))
+                        "--one-piece-weight-last", "0.4", "--upper-weight", "1.5",
+                        "--region-weight", "1.25"))
     # 4 photos, batches of 2
-    assert [w for w, _ in used] == [1.0, 1.0, 1.0, 1.0, 0.7, 0.7, 0.4, 0.4]
-    assert {u for _, u in used} == {1.5}
+    assert [w for w, _, _ in used] == [1.0, 1.0, 1.0, 1.0, 0.7, 0.7, 0.4, 0.4]
+    assert {(u, r) for _, u, r in used} == {(1.5, 1.25)}
     log = [json.loads(line) for line in Path(f"{out}.log.jsonl").read_text().splitlines()]
     assert [record["one_piece_weight"] for record in log] == [1.0, 1.0, 0.7, 0.4]
     trained = weights.load(out)[1]
-    assert trained["one_piece_loss_weight_last"] == 0.4 and trained["upper_loss_weight"] == 1.5
+    assert trained["one_piece_loss_weight_last"] == 0.4
+    assert trained["upper_loss_weight"] == 1.5 and trained["region_loss_weight"] == 1.25
+
+
+@pytest.mark.parametrize("region", ["dice", "lovasz"])
+def test_the_region_weight_scales_the_region_term_beside_the_cross_entropy(region):
+    logits, target = _one_piece_batch()   # the one-piece half called upper garment
+    up = torch.nn.functional.interpolate(logits, size=target.shape[-2:], mode="bilinear",
+                                         align_corners=False)
+    ce = float(torch.nn.functional.cross_entropy(up, target))
+    assert float(train.loss_fn(logits, target, region=region, region_weight=0.0)) == \
+        pytest.approx(ce)
+    half, one = (float(train.loss_fn(logits, target, region=region, region_weight=w)) - ce
+                 for w in (0.5, 1.0))
+    assert half > 0 and one == pytest.approx(2 * half)
+    assert float(train.loss_fn(logits, target, region=region)) == pytest.approx(ce + half)
 
 
 @pytest.mark.parametrize("region", ["dice", "lovasz"])
@@ -292,11 +309,14 @@ def test_dropout_is_an_option_that_changes_training_and_the_file_records(folder,
     assert list(a) == list(b) and not all(torch.equal(a[k], b[k]) for k in a)
 
 
-@pytest.mark.parametrize("value", ["0", "-1", "10.5", "nan"])
-def test_an_upper_weight_out_of_range_stops_the_command(value, capsys):
+@pytest.mark.parametrize("option, value", [("--upper-weight", "0"), ("--upper-weight", "-1"),
+                                           ("--upper-weight", "10.5"), ("--upper-weight", "nan"),
+                                           ("--region-weight", "-0.5"),
+                                           ("--region-weight", "11"), ("--region-weight", "nan")])
+def test_a_loss_weight_out_of_range_stops_the_command(option, value, capsys):
     with pytest.raises(SystemExit) as stop:
-        train.parse_args(["--data", "x", "--upper-weight", value])
-    assert stop.value.code == 2 and "--upper-weight must" in capsys.readouterr().err
+        train.parse_args(["--data", "x", option, value])
+    assert stop.value.code == 2 and f"{option} must" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("value", ["-0.1", "1", "nan"])
