@@ -164,8 +164,8 @@ class Ema:
 def loss_fn(logits: torch.Tensor, target: torch.Tensor,
             one_piece_weight: float = 1.0, region: str = "dice",
             upper_weight: float = 1.0, region_weight: float = 0.5) -> torch.Tensor:
-    """Cross-entropy plus ``region_weight`` times (the committed weights': half)
-    a region term on the garment classes: a soft dice over the batch at the
+    """Cross-entropy plus ``region_weight`` times (the earlier weights': half;
+    the committed ones': 1, ``--region-weight``'s default) a region term on the garment classes: a soft dice over the batch at the
     input's resolution (``region="dice"``, the earlier weights'), or the
     Lovász-softmax per image (``"lovasz"``, the committed weights',
     :mod:`segworker.parser.lovasz`) at the network's output resolution (its
@@ -347,10 +347,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "soft dice over the batch (the earlier weights') or the Lovasz-softmax "
                         "per image (an IoU surrogate; default, the committed weights'; "
                         "docs/parser.md)")
-    parser.add_argument("--region-weight", type=float, default=0.5,
+    parser.add_argument("--region-weight", type=float, default=1.0,
                         help="how much the region term counts beside the cross-entropy (it "
                         "weighs each garment of a photo by its IoU, however small; default: "
-                        "%(default)s, the committed weights')")
+                        "%(default)s, the committed weights'; 0.5: the previous ones')")
     parser.add_argument("--dropout", type=float, default=0.0,
                         help="chance that a feature channel is zeroed in training, on the "
                         "deepest features and before the classifier (default: %(default)s, "
