@@ -165,9 +165,10 @@ def loss_fn(logits: torch.Tensor, target: torch.Tensor,
             one_piece_weight: float = 1.0, region: str = "dice",
             upper_weight: float = 1.0, region_weight: float = 0.5) -> torch.Tensor:
     """Cross-entropy plus ``region_weight`` times (the earlier weights': half;
-    the committed ones': 1, ``--region-weight``'s default) a region term on the garment classes: a soft dice over the batch at the
-    input's resolution (``region="dice"``, the earlier weights'), or the
-    Lovász-softmax per image (``"lovasz"``, the committed weights',
+    the committed ones': 1, ``--region-weight``'s default) a region term on
+    the garment classes: a soft dice over the batch at the input's resolution
+    (``region="dice"``, the earlier weights'), or the Lovász-softmax per
+    image (``"lovasz"``, the committed weights',
     :mod:`segworker.parser.lovasz`) at the network's output resolution (its
     sort is the costly part: a quarter of the pixels make it a twentieth of a
     training step; the cross-entropy keeps the edges at the input's). The
@@ -380,11 +381,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                            ("--matched-p-last", args.matched_p_last)):
         if not 0.0 <= chance <= 1.0:
             parser.error(f"{option} must be a chance from 0 to 1")
-    if not 0.0 < args.one_piece_weight_last <= MAX_CLASS_WEIGHT:
-        # 0 would leave a batch of one-piece pixels only with nothing to average
-        parser.error(f"--one-piece-weight-last must be over 0 and at most {MAX_CLASS_WEIGHT:g}")
-    if not 0.0 < args.upper_weight <= MAX_CLASS_WEIGHT:
-        parser.error(f"--upper-weight must be over 0 and at most {MAX_CLASS_WEIGHT:g}")
+    for option, weight in (("--one-piece-weight-last", args.one_piece_weight_last),
+                           ("--upper-weight", args.upper_weight)):
+        if not 0.0 < weight <= MAX_CLASS_WEIGHT:
+            # 0 would leave a batch of that class's pixels only with nothing to average
+            parser.error(f"{option} must be over 0 and at most {MAX_CLASS_WEIGHT:g}")
     if not 0.0 <= args.region_weight <= MAX_CLASS_WEIGHT:
         parser.error(f"--region-weight must be from 0 to {MAX_CLASS_WEIGHT:g}")
     if not 0.0 <= args.dropout < 1.0:

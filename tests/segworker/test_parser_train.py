@@ -238,7 +238,8 @@ def test_the_one_piece_weight_moves_over_the_full_size_epochs(folder, tmp_path, 
     """``--one-piece-weight-last``: 1 in the half-size epochs and the first
     full-size one, the given weight in the last, a straight line between; each
     step's loss is taken with its epoch's weight, the log and file say it.
-    ``--upper-weight`` is the same in every step, and the file says it too."""
+    ``--upper-weight`` and ``--region-weight`` are the same in every step, and
+    the file says them too."""
     used: list[tuple[float, float]] = []
     loss_fn = train.loss_fn
 
